@@ -1,0 +1,2 @@
+// Package internal holds shellgate's libraries that are not part of its public layout.
+package internal
