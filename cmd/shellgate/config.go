@@ -1,0 +1,112 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"path/filepath"
+	"strings"
+)
+
+// config is everything shellgate reads from flags and SHELLGATE_* variables. A flag
+// wins over its variable.
+type config struct {
+	Listen         string
+	DataDir        string
+	DatabaseURL    string
+	PublicURL      *url.URL
+	TLSCert        string
+	TLSKey         string
+	TrustedProxies []*net.IPNet
+	AdminPassword  string // only for the first start; never stored as given
+	LogFormat      string
+}
+
+func parseConfig(name string, args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	env := func(key, def string) string {
+		if v := getenv("SHELLGATE_" + key); v != "" {
+			return v
+		}
+		return def
+	}
+	listen := fs.String("listen", env("LISTEN", "127.0.0.1:8080"), "address to listen on (SHELLGATE_LISTEN)")
+	dataDir := fs.String("data-dir", env("DATA_DIR", "shellgate-data"), "directory for the database, master key and recordings (SHELLGATE_DATA_DIR)")
+	dbURL := fs.String("database-url", env("DATABASE_URL", ""), "database: empty for SQLite in the data dir, or sqlite:PATH (SHELLGATE_DATABASE_URL)")
+	publicURL := fs.String("public-url", env("PUBLIC_URL", ""), "URL people use to reach shellgate, e.g. https://shell.example.com; sets the accepted Host and Origin (SHELLGATE_PUBLIC_URL)")
+	tlsCert := fs.String("tls-cert", env("TLS_CERT", ""), "TLS certificate file (SHELLGATE_TLS_CERT)")
+	tlsKey := fs.String("tls-key", env("TLS_KEY", ""), "TLS private key file (SHELLGATE_TLS_KEY)")
+	proxies := fs.String("trusted-proxies", env("TRUSTED_PROXIES", ""), "comma-separated CIDRs whose X-Forwarded-For is believed (SHELLGATE_TRUSTED_PROXIES)")
+	logFormat := fs.String("log-format", env("LOG_FORMAT", "text"), "log format: text or json (SHELLGATE_LOG_FORMAT)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	cfg := &config{
+		Listen: *listen, DataDir: *dataDir, DatabaseURL: *dbURL, TLSCert: *tlsCert, TLSKey: *tlsKey,
+		AdminPassword: getenv("SHELLGATE_ADMIN_PASSWORD"), LogFormat: *logFormat,
+	}
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return nil, errors.New("--tls-cert and --tls-key go together")
+	}
+	if *publicURL != "" {
+		u, err := url.Parse(*publicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("public URL %q: want http(s)://host[:port]", *publicURL)
+		}
+		cfg.PublicURL = &url.URL{Scheme: u.Scheme, Host: u.Host}
+	}
+	for _, p := range strings.Split(*proxies, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		_, n, err := net.ParseCIDR(p)
+		if err != nil {
+			return nil, fmt.Errorf("trusted proxy %q: %w", p, err)
+		}
+		cfg.TrustedProxies = append(cfg.TrustedProxies, n)
+	}
+	if cfg.LogFormat != "text" && cfg.LogFormat != "json" {
+		return nil, fmt.Errorf("log format %q: want text or json", cfg.LogFormat)
+	}
+	return cfg, nil
+}
+
+// databasePath resolves where the SQLite file lives.
+func (c *config) databasePath() (string, error) {
+	switch {
+	case c.DatabaseURL == "":
+		return filepath.Join(c.DataDir, "shellgate.db"), nil
+	case strings.HasPrefix(c.DatabaseURL, "sqlite:"):
+		return strings.TrimPrefix(strings.TrimPrefix(c.DatabaseURL, "sqlite:"), "//"), nil
+	case strings.HasPrefix(c.DatabaseURL, "postgres://"), strings.HasPrefix(c.DatabaseURL, "postgresql://"):
+		return "", errors.New("PostgreSQL is not supported yet: leave --database-url empty to use SQLite")
+	default:
+		return "", fmt.Errorf("database URL %q: want sqlite:PATH", c.DatabaseURL)
+	}
+}
+
+// allowedHosts lists the Host values to accept when no public URL is configured: the
+// listen address and its loopback aliases. Listening on every interface without a
+// public URL accepts any host (and the server says so in its log).
+func allowedHosts(listen string) []string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return nil
+	}
+	ip := net.ParseIP(host)
+	if host == "" || (ip != nil && ip.IsUnspecified()) {
+		return nil
+	}
+	hosts := []string{net.JoinHostPort(host, port)}
+	if host == "localhost" || (ip != nil && ip.IsLoopback()) {
+		hosts = append(hosts, "localhost:"+port, "127.0.0.1:"+port, "[::1]:"+port)
+	}
+	return hosts
+}

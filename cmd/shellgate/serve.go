@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/shellgate/shellgate/handlers"
+	"github.com/shellgate/shellgate/internal/password"
+	"github.com/shellgate/shellgate/internal/secrets"
+	"github.com/shellgate/shellgate/store"
+)
+
+// openState opens the data dir, the master key and the store: what both the server and
+// the user sub-commands need.
+func openState(ctx context.Context, cfg *config) (*secrets.Keyring, *store.SQLite, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("create data dir: %w", err)
+	}
+	keys, err := secrets.LoadOrCreateMaster(cfg.DataDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	path, err := cfg.databasePath()
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := store.OpenSQLite(ctx, path)
+	if err != nil {
+		return nil, nil, err
+	}
+	return keys, st, nil
+}
+
+func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
+	var logger *slog.Logger
+	if cfg.LogFormat == "json" {
+		logger = slog.New(slog.NewJSONHandler(stderr, nil))
+	} else {
+		logger = slog.New(slog.NewTextHandler(stderr, nil))
+	}
+
+	keys, st, err := openState(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	addr := ln.Addr().String()
+	scheme := "http"
+	if cfg.TLSCert != "" {
+		scheme = "https"
+	}
+	baseURL := scheme + "://" + addr
+	if cfg.PublicURL != nil {
+		baseURL = cfg.PublicURL.String()
+	}
+	hosts := allowedHosts(addr)
+	if cfg.PublicURL == nil && hosts == nil {
+		logger.Warn("listening on every interface without a public URL: any Host header is accepted; set SHELLGATE_PUBLIC_URL")
+	}
+
+	if err := bootstrapAdmin(ctx, st, cfg.AdminPassword, baseURL, stdout); err != nil {
+		ln.Close()
+		return err
+	}
+
+	e, _, err := handlers.New(handlers.Config{
+		PublicURL:       cfg.PublicURL,
+		AllowedHosts:    hosts,
+		TrustedProxies:  cfg.TrustedProxies,
+		SessionHashKey:  keys.Derive("session-cookie-hash", 64),
+		SessionBlockKey: keys.Derive("session-cookie-block", 32),
+		CSRFKey:         keys.Derive("csrf", 32),
+		Logger:          logger,
+	}, st)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+
+	srv := &http.Server{
+		Handler:           e,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		// No WriteTimeout: downloads stream for as long as they take, and WebSockets
+		// carry their own deadlines.
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() {
+		if cfg.TLSCert != "" {
+			errc <- srv.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey)
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	fmt.Fprintf(stdout, "shellgate is listening on %s\n", baseURL)
+	logger.Info("shellgate started", "listen", addr, "data_dir", cfg.DataDir)
+
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// bootstrapAdmin creates the first account when there is none: "admin" with the
+// password from SHELLGATE_ADMIN_PASSWORD, or a generated one printed this once.
+func bootstrapAdmin(ctx context.Context, st store.Store, given, baseURL string, stdout io.Writer) error {
+	n, err := st.CountUsers(ctx)
+	if err != nil || n > 0 {
+		return err
+	}
+	pw := given
+	if pw == "" {
+		pw = password.Generate()
+	} else if err := password.CheckStrength(pw); err != nil {
+		return fmt.Errorf("SHELLGATE_ADMIN_PASSWORD is too weak: %w", err)
+	}
+	hash, err := password.Hash(pw)
+	if err != nil {
+		return err
+	}
+	if err := st.CreateUser(ctx, &store.User{Username: "admin", PasswordHash: hash, Role: store.RoleAdmin}); err != nil {
+		return err
+	}
+	_ = st.AppendEvent(ctx, &store.Event{Kind: "user.create", ActorName: "shellgate", Target: "admin", OK: true,
+		Detail: map[string]string{"role": "admin", "via": "first start"}})
+	fmt.Fprintf(stdout, "\nCreated the first account. Sign in at %s/login\n  username: admin\n", baseURL)
+	if given == "" {
+		fmt.Fprintf(stdout, "  password: %s\n(shown this once: change it under Account after signing in)\n\n", pw)
+	} else {
+		fmt.Fprintf(stdout, "  password: the one in SHELLGATE_ADMIN_PASSWORD\n\n")
+	}
+	return nil
+}

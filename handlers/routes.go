@@ -1,0 +1,37 @@
+package handlers
+
+import (
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/shellgate/shellgate/static"
+)
+
+// routes registers every route of the application: the whole surface on one screen.
+func (s *Server) routes(e *echo.Echo) {
+	e.Pre(s.checkHost)
+	e.Use(s.recoverPanics, s.securityHeaders, s.loadSession, s.csrf)
+
+	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok") })
+	e.GET("/static/*", s.staticFiles(static.FS()))
+
+	e.GET("/login", s.loginPage)
+	e.POST("/login", s.login)
+	e.POST("/logout", s.logout)
+
+	app := e.Group("", s.requireUser)
+	app.GET("/", func(c echo.Context) error { return c.Redirect(http.StatusSeeOther, "/stacks") })
+	app.GET("/stacks", s.stacksPage)
+	app.GET("/keys", s.keysPage)
+	app.GET("/audit", s.auditPage)
+	app.GET("/account", s.accountPage)
+	app.POST("/account/password", s.changePassword)
+
+	admin := app.Group("/admin", s.requireAdmin)
+	admin.GET("/users", s.usersPage)
+	admin.POST("/users", s.createUser)
+	admin.POST("/users/:id/disable", s.setUserDisabled(true))
+	admin.POST("/users/:id/enable", s.setUserDisabled(false))
+	admin.POST("/users/:id/password", s.resetPassword)
+}

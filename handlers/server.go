@@ -1,0 +1,141 @@
+// Package handlers is shellgate's HTTP edge: echo routes and middleware for sign-in,
+// accounts, keys, stacks, the terminal WebSocket upgrade, the file API and the audit log.
+// Handlers are thin: parse, authorize, call, render. Every route is registered in
+// routes.go.
+package handlers
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/gorilla/sessions"
+	"github.com/labstack/echo/v4"
+
+	"github.com/shellgate/shellgate/static"
+	"github.com/shellgate/shellgate/store"
+	"github.com/shellgate/shellgate/views"
+)
+
+// Config is what the handlers need from the outside world. Keys are derived from the
+// master secret by the caller; nothing here has a default secret.
+type Config struct {
+	// PublicURL is where people reach shellgate (scheme and host). When set, requests
+	// for any other Host are refused and it defines the only accepted Origin.
+	PublicURL *url.URL
+	// AllowedHosts, when PublicURL is nil, lists the Host values accepted (the listen
+	// address and its loopback aliases). Empty means any host.
+	AllowedHosts []string
+	// TrustedProxies are the networks whose X-Forwarded-For is believed.
+	TrustedProxies []*net.IPNet
+	// SessionHashKey (64 bytes) and SessionBlockKey (32 bytes) sign and encrypt the
+	// session cookie; CSRFKey (32 bytes) signs CSRF tokens.
+	SessionHashKey, SessionBlockKey, CSRFKey []byte
+	// SessionTTL is how long a sign-in lasts (default 12 h).
+	SessionTTL time.Duration
+	Logger     *slog.Logger
+	// Now is the clock, replaceable in tests.
+	Now func() time.Time
+}
+
+// Server holds the dependencies of every handler.
+type Server struct {
+	cfg      Config
+	store    store.Store
+	cookies  *sessions.CookieStore
+	log      *slog.Logger
+	assets   views.Assets
+	secure   bool // cookies carry Secure: the public URL is https
+	throttle throttle
+}
+
+// New builds the echo application with every route and middleware.
+func New(cfg Config, st store.Store) (*echo.Echo, *Server, error) {
+	if len(cfg.SessionHashKey) < 32 || len(cfg.SessionBlockKey) != 32 || len(cfg.CSRFKey) < 32 {
+		return nil, nil, fmt.Errorf("handlers: session and CSRF keys must come from the master secret")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.SessionTTL <= 0 {
+		cfg.SessionTTL = 12 * time.Hour
+	}
+	s := &Server{
+		cfg:      cfg,
+		store:    st,
+		log:      cfg.Logger,
+		secure:   cfg.PublicURL != nil && cfg.PublicURL.Scheme == "https",
+		throttle: defaultThrottle,
+	}
+	s.cookies = sessions.NewCookieStore(cfg.SessionHashKey, cfg.SessionBlockKey)
+	s.cookies.MaxAge(int(cfg.SessionTTL.Seconds()))
+	s.cookies.Options.HttpOnly = true
+	s.cookies.Options.Secure = s.secure
+	// Lax: a link to shellgate pasted in chat opens signed in; state changes still need CSRF.
+	s.cookies.Options.SameSite = http.SameSiteLaxMode
+	s.cookies.Options.Path = "/"
+
+	v := static.Versions()
+	s.assets = views.Assets{
+		CSS:   "/static/app.css?v=" + v["app.css"],
+		JS:    "/static/app.js?v=" + v["app.js"],
+		Theme: "/static/theme.js?v=" + v["theme.js"],
+	}
+
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	e.IPExtractor = ipExtractor(cfg.TrustedProxies)
+	e.HTTPErrorHandler = s.handleError
+	s.routes(e)
+	return e, s, nil
+}
+
+// ipExtractor believes X-Forwarded-For only from configured proxies. echo's own
+// defaults trust loopback and private networks; here nothing is trusted unless named,
+// so a client cannot spoof its address to dodge sign-in throttling.
+func ipExtractor(trusted []*net.IPNet) echo.IPExtractor {
+	if len(trusted) == 0 {
+		return echo.ExtractIPDirect()
+	}
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, n := range trusted {
+		opts = append(opts, echo.TrustIPRange(n))
+	}
+	return echo.ExtractIPFromXFFHeader(opts...)
+}
+
+// expectedOrigin is the Origin a same-site browser request carries.
+func (s *Server) expectedOrigin(c echo.Context) string {
+	if s.cfg.PublicURL != nil {
+		return s.cfg.PublicURL.Scheme + "://" + s.cfg.PublicURL.Host
+	}
+	scheme := "http"
+	if c.Request().TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + c.Request().Host
+}
+
+// hostAllowed reports whether the request's Host is one shellgate answers to.
+func (s *Server) hostAllowed(host string) bool {
+	if s.cfg.PublicURL != nil {
+		return strings.EqualFold(host, s.cfg.PublicURL.Host)
+	}
+	if len(s.cfg.AllowedHosts) == 0 {
+		return true
+	}
+	for _, h := range s.cfg.AllowedHosts {
+		if strings.EqualFold(host, h) {
+			return true
+		}
+	}
+	return false
+}

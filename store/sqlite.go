@@ -1,0 +1,298 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// SQLite is the default Store: one file in the data dir, through a pure-Go driver.
+type SQLite struct {
+	db *sql.DB
+}
+
+var _ Store = (*SQLite)(nil)
+
+// OpenSQLite opens (creating if needed) the database file at path with WAL, a busy
+// timeout and foreign keys on, and applies pending migrations.
+func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("create database dir: %w", err)
+	}
+	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	// The database file holds password hashes and encrypted secrets: owner only.
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+			db.Close()
+			return nil, fmt.Errorf("protect %s: %w", p, err)
+		}
+	}
+	if err := migrate(ctx, db, "sqlite"); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &SQLite{db: db}, nil
+}
+
+// Close closes the database.
+func (s *SQLite) Close() error { return s.db.Close() }
+
+// DB exposes the handle for tests that inspect the schema.
+func (s *SQLite) DB() *sql.DB { return s.db }
+
+// normalize maps driver errors to the package's sentinels, once, at the edge.
+func normalize(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrNotFound
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() {
+		case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+			return fmt.Errorf("%w: %v", ErrConflict, err)
+		}
+	}
+	return err
+}
+
+func ms(t time.Time) int64 { return t.UnixMilli() }
+
+func fromMS(v int64) time.Time { return time.UnixMilli(v).UTC() }
+
+func (s *SQLite) CreateUser(ctx context.Context, u *User) error {
+	now := time.Now()
+	u.Username = strings.ToLower(u.Username)
+	err := s.db.QueryRowContext(ctx,
+		`INSERT INTO users (username, password_hash, role, disabled, created_at, updated_at)
+		 VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
+		u.Username, u.PasswordHash, string(u.Role), u.Disabled, ms(now), ms(now)).Scan(&u.ID)
+	if err != nil {
+		return normalize(err)
+	}
+	u.CreatedAt, u.UpdatedAt = fromMS(ms(now)), fromMS(ms(now))
+	return nil
+}
+
+const userColumns = `id, username, password_hash, role, disabled, created_at, updated_at`
+
+type scanner interface{ Scan(...any) error }
+
+func scanUser(r scanner) (*User, error) {
+	var u User
+	var role string
+	var created, updated int64
+	if err := r.Scan(&u.ID, &u.Username, &u.PasswordHash, &role, &u.Disabled, &created, &updated); err != nil {
+		return nil, normalize(err)
+	}
+	u.Role, u.CreatedAt, u.UpdatedAt = Role(role), fromMS(created), fromMS(updated)
+	return &u, nil
+}
+
+func (s *SQLite) UserByID(ctx context.Context, id int64) (*User, error) {
+	return scanUser(s.db.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = ?`, id))
+}
+
+func (s *SQLite) UserByName(ctx context.Context, username string) (*User, error) {
+	return scanUser(s.db.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE username = ?`, strings.ToLower(username)))
+}
+
+func (s *SQLite) ListUsers(ctx context.Context) ([]User, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+userColumns+` FROM users ORDER BY username`)
+	if err != nil {
+		return nil, normalize(err)
+	}
+	defer rows.Close()
+	var users []User
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, err
+		}
+		users = append(users, *u)
+	}
+	return users, normalize(rows.Err())
+}
+
+func (s *SQLite) CountUsers(ctx context.Context) (int, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM users`).Scan(&n)
+	return n, normalize(err)
+}
+
+// updateOne runs an UPDATE that must touch exactly one row.
+func (s *SQLite) updateOne(ctx context.Context, query string, args ...any) error {
+	res, err := s.db.ExecContext(ctx, query, args...)
+	if err != nil {
+		return normalize(err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+func (s *SQLite) SetPassword(ctx context.Context, id int64, hash string) error {
+	return s.updateOne(ctx, `UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?`, hash, ms(time.Now()), id)
+}
+
+func (s *SQLite) SetDisabled(ctx context.Context, id int64, disabled bool) error {
+	return s.updateOne(ctx, `UPDATE users SET disabled = ?, updated_at = ? WHERE id = ?`, disabled, ms(time.Now()), id)
+}
+
+func (s *SQLite) SetRole(ctx context.Context, id int64, role Role) error {
+	return s.updateOne(ctx, `UPDATE users SET role = ?, updated_at = ? WHERE id = ?`, string(role), ms(time.Now()), id)
+}
+
+func (s *SQLite) CreateWebSession(ctx context.Context, ws *WebSession) error {
+	_, err := s.db.ExecContext(ctx,
+		`INSERT INTO web_sessions (id, user_id, created_at, last_seen_at, expires_at, client_ip, user_agent)
+		 VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		ws.ID, ws.UserID, ms(ws.CreatedAt), ms(ws.LastSeenAt), ms(ws.ExpiresAt), ws.ClientIP, ws.UserAgent)
+	return normalize(err)
+}
+
+func (s *SQLite) WebSessionByID(ctx context.Context, id string, now time.Time) (*WebSession, *User, error) {
+	row := s.db.QueryRowContext(ctx,
+		`SELECT s.id, s.user_id, s.created_at, s.last_seen_at, s.expires_at, s.client_ip, s.user_agent,
+		        u.id, u.username, u.password_hash, u.role, u.disabled, u.created_at, u.updated_at
+		 FROM web_sessions s JOIN users u ON u.id = s.user_id
+		 WHERE s.id = ? AND s.expires_at > ?`, id, ms(now))
+	var ws WebSession
+	var u User
+	var created, seen, expires, ucreated, uupdated int64
+	var role string
+	err := row.Scan(&ws.ID, &ws.UserID, &created, &seen, &expires, &ws.ClientIP, &ws.UserAgent,
+		&u.ID, &u.Username, &u.PasswordHash, &role, &u.Disabled, &ucreated, &uupdated)
+	if err != nil {
+		return nil, nil, normalize(err)
+	}
+	ws.CreatedAt, ws.LastSeenAt, ws.ExpiresAt = fromMS(created), fromMS(seen), fromMS(expires)
+	u.Role, u.CreatedAt, u.UpdatedAt = Role(role), fromMS(ucreated), fromMS(uupdated)
+	return &ws, &u, nil
+}
+
+func (s *SQLite) TouchWebSession(ctx context.Context, id string, now time.Time) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE web_sessions SET last_seen_at = ? WHERE id = ?`, ms(now), id)
+	return normalize(err)
+}
+
+func (s *SQLite) DeleteWebSession(ctx context.Context, id string) error {
+	_, err := s.db.ExecContext(ctx, `DELETE FROM web_sessions WHERE id = ?`, id)
+	return normalize(err)
+}
+
+func (s *SQLite) DeleteUserWebSessions(ctx context.Context, userID int64) error {
+	_, err := s.db.ExecContext(ctx, `DELETE FROM web_sessions WHERE user_id = ?`, userID)
+	return normalize(err)
+}
+
+func (s *SQLite) RecordLoginFailure(ctx context.Context, username, clientIP string, at time.Time) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO login_failures (username, client_ip, at) VALUES (?, ?, ?)`,
+		strings.ToLower(username), clientIP, ms(at))
+	return normalize(err)
+}
+
+func (s *SQLite) LoginFailures(ctx context.Context, username, clientIP string, since time.Time) (byUser, byIP int, err error) {
+	err = s.db.QueryRowContext(ctx,
+		`SELECT (SELECT COUNT(*) FROM login_failures WHERE username = ? AND at > ?),
+		        (SELECT COUNT(*) FROM login_failures WHERE client_ip = ? AND at > ?)`,
+		strings.ToLower(username), ms(since), clientIP, ms(since)).Scan(&byUser, &byIP)
+	return byUser, byIP, normalize(err)
+}
+
+func (s *SQLite) ClearLoginFailures(ctx context.Context, username string) error {
+	_, err := s.db.ExecContext(ctx, `DELETE FROM login_failures WHERE username = ?`, strings.ToLower(username))
+	return normalize(err)
+}
+
+func (s *SQLite) AppendEvent(ctx context.Context, e *Event) error {
+	if e.At.IsZero() {
+		e.At = time.Now()
+	}
+	detail, err := json.Marshal(e.Detail)
+	if err != nil {
+		return fmt.Errorf("encode event detail: %w", err)
+	}
+	var actor any
+	if e.ActorID != 0 {
+		actor = e.ActorID
+	}
+	return normalize(s.db.QueryRowContext(ctx,
+		`INSERT INTO audit_events (at, kind, actor_id, actor_name, client_ip, user_agent, ok, target, detail)
+		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		ms(e.At), e.Kind, actor, e.ActorName, e.ClientIP, e.UserAgent, e.OK, e.Target, string(detail)).Scan(&e.ID))
+}
+
+func (s *SQLite) ListEvents(ctx context.Context, f EventFilter) ([]Event, error) {
+	var where []string
+	var args []any
+	if f.ActorID != 0 {
+		where, args = append(where, "actor_id = ?"), append(args, f.ActorID)
+	}
+	if f.Kind != "" {
+		where, args = append(where, "kind = ?"), append(args, f.Kind)
+	}
+	if !f.Since.IsZero() {
+		where, args = append(where, "at >= ?"), append(args, ms(f.Since))
+	}
+	if !f.Until.IsZero() {
+		where, args = append(where, "at < ?"), append(args, ms(f.Until))
+	}
+	if f.BeforeID != 0 {
+		where, args = append(where, "id < ?"), append(args, f.BeforeID)
+	}
+	q := `SELECT id, at, kind, COALESCE(actor_id, 0), actor_name, client_ip, user_agent, ok, target, detail FROM audit_events`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	limit := f.Limit
+	if limit <= 0 || limit > 1000 {
+		limit = 100
+	}
+	q += " ORDER BY id DESC LIMIT ?"
+	args = append(args, limit)
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, normalize(err)
+	}
+	defer rows.Close()
+	var events []Event
+	for rows.Next() {
+		var e Event
+		var at int64
+		var detail string
+		if err := rows.Scan(&e.ID, &at, &e.Kind, &e.ActorID, &e.ActorName, &e.ClientIP, &e.UserAgent, &e.OK, &e.Target, &detail); err != nil {
+			return nil, normalize(err)
+		}
+		e.At = fromMS(at)
+		if err := json.Unmarshal([]byte(detail), &e.Detail); err != nil {
+			return nil, fmt.Errorf("decode event %d detail: %w", e.ID, err)
+		}
+		events = append(events, e)
+	}
+	return events, normalize(rows.Err())
+}

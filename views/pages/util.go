@@ -1,0 +1,21 @@
+package pages
+
+import (
+	"strconv"
+	"time"
+)
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// when formats a time for tables: UTC, to the minute, sortable.
+func when(t time.Time) string {
+	if t.IsZero() {
+		return "—"
+	}
+	return t.UTC().Format("2006-01-02 15:04 UTC")
+}
+
+// whenISO is the machine-readable form for <time datetime>.
+func whenISO(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+func i64(n int64) string { return strconv.FormatInt(n, 10) }
