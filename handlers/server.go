@@ -7,8 +7,8 @@ package handlers
 import (
 	"fmt"
 	"log/slog"
-	"net/http"
 	"net"
+	"net/http"
 	"net/url"
 	"strings"
 	"time"

@@ -70,11 +70,11 @@ type Event struct {
 
 // EventFilter selects audit events, newest first.
 type EventFilter struct {
-	ActorID int64 // 0: everyone
-	Kind    string
-	Since   time.Time
-	Until   time.Time
-	Limit   int
+	ActorID  int64 // 0: everyone
+	Kind     string
+	Since    time.Time
+	Until    time.Time
+	Limit    int
 	BeforeID int64 // paging: only events with a smaller id
 }
 
