@@ -39,7 +39,7 @@ func TestSecurityHeaders(t *testing.T) {
 		if m == nil || !strings.Contains(csp, "frame-ancestors 'none'") || !strings.Contains(csp, "object-src 'none'") {
 			t.Fatalf("CSP %q lacks a nonce, frame-ancestors or object-src", csp)
 		}
-		if h.Get("X-Content-Type-Options") != "nosniff" || h.Get("Referrer-Policy") != "no-referrer" || h.Get("X-Frame-Options") != "DENY" {
+		if h.Get("X-Content-Type-Options") != "nosniff" || h.Get("Referrer-Policy") != "same-origin" || h.Get("X-Frame-Options") != "DENY" {
 			t.Fatalf("missing headers: %v", h)
 		}
 		doc := parse(t, resp)

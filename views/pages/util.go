@@ -19,3 +19,6 @@ func when(t time.Time) string {
 func whenISO(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
 func i64(n int64) string { return strconv.FormatInt(n, 10) }
+
+// day is a date without the time, for narrow columns.
+func day(t time.Time) string { return t.UTC().Format("2006-01-02") }

@@ -1,0 +1,34 @@
+# make test: everything CI runs, on a fresh machine. It installs what is missing first.
+.PHONY: test deps generate check-generated vet gotest e2e build bench
+
+GO ?= go
+
+test: deps check-generated vet gotest e2e
+
+# Debian packages (sshd, chromium) when root, and the npm tree when it is missing or stale.
+deps:
+	@scripts/deps.sh
+
+# Regenerate templ code and the browser bundle after editing .templ or static/src.
+generate:
+	$(GO) tool templ generate -path views
+	npm run build
+
+# The committed generated code must match its sources.
+check-generated:
+	@scripts/check-generated.sh
+
+vet:
+	$(GO) vet ./...
+
+gotest:
+	$(GO) test -race -count=1 ./...
+
+e2e:
+	npx playwright test
+
+build:
+	$(GO) build -o bin/shellgate ./cmd/shellgate
+
+bench:
+	$(GO) run ./cmd/shellgate-bench
