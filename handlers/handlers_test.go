@@ -1,29 +1,36 @@
 package handlers_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"io"
+	"log/slog"
+	"mime/multipart"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/PuerkitoBio/goquery"
 
 	"github.com/shellgate/shellgate/handlers"
 	"github.com/shellgate/shellgate/internal/password"
+	"github.com/shellgate/shellgate/internal/secrets"
 	"github.com/shellgate/shellgate/store"
 )
 
 // env is a shellgate served by httptest over a real SQLite file.
 type env struct {
-	t     *testing.T
-	srv   *httptest.Server
-	store *store.SQLite
+	t       *testing.T
+	srv     *httptest.Server
+	store   *store.SQLite
+	dbPath  string
+	keyring *secrets.Keyring
 }
 
 func randomKey(n int) []byte {
@@ -34,12 +41,17 @@ func randomKey(n int) []byte {
 
 func newEnv(t *testing.T, mutate ...func(*handlers.Config)) *env {
 	t.Helper()
-	st, err := store.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "test.db"))
+	dbPath := filepath.Join(t.TempDir(), "test.db")
+	st, err := store.OpenSQLite(context.Background(), dbPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	cfg := handlers.Config{SessionHashKey: randomKey(64), SessionBlockKey: randomKey(32), CSRFKey: randomKey(32)}
+	keyring, err := secrets.LoadOrCreateMaster(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := handlers.Config{SessionHashKey: randomKey(64), SessionBlockKey: randomKey(32), CSRFKey: randomKey(32), Secrets: keyring}
 	for _, m := range mutate {
 		m(&cfg)
 	}
@@ -49,7 +61,7 @@ func newEnv(t *testing.T, mutate ...func(*handlers.Config)) *env {
 	}
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
-	return &env{t: t, srv: srv, store: st}
+	return &env{t: t, srv: srv, store: st, dbPath: dbPath, keyring: keyring}
 }
 
 // addUser creates an account directly in the store.
@@ -129,6 +141,42 @@ func (b *browser) post(path string, form url.Values, headers ...string) *http.Re
 	return b.do(req)
 }
 
+// file is one file of a multipart form.
+type file struct {
+	field, name string
+	content     []byte
+}
+
+// postMultipart submits a multipart form (with files) like a same-origin browser.
+func (b *browser) postMultipart(path string, form url.Values, files ...file) *http.Response {
+	b.t.Helper()
+	var buf bytes.Buffer
+	w := multipart.NewWriter(&buf)
+	if form == nil {
+		form = url.Values{}
+	}
+	if _, ok := form["_csrf"]; !ok {
+		form.Set("_csrf", b.csrf)
+	}
+	for k, vs := range form {
+		for _, v := range vs {
+			w.WriteField(k, v)
+		}
+	}
+	for _, f := range files {
+		fw, err := w.CreateFormFile(f.field, f.name)
+		if err != nil {
+			b.t.Fatal(err)
+		}
+		fw.Write(f.content)
+	}
+	w.Close()
+	req, _ := http.NewRequest(http.MethodPost, b.env.srv.URL+path, &buf)
+	req.Header.Set("Content-Type", w.FormDataContentType())
+	req.Header.Set("Origin", b.env.srv.URL)
+	return b.do(req)
+}
+
 func (b *browser) signIn(user, pw string) {
 	b.t.Helper()
 	b.get("/login")
@@ -156,4 +204,26 @@ func sessionCookie(resp *http.Response) *http.Cookie {
 		}
 	}
 	return nil
+}
+
+// syncBuffer is a bytes.Buffer safe for the server's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func newTestLogger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }

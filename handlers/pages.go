@@ -22,13 +22,6 @@ func (s *Server) stacksPage(c echo.Context) error {
 	}))
 }
 
-func (s *Server) keysPage(c echo.Context) error {
-	return render(c, http.StatusOK, pages.Coming(s.page(c, "SSH keys", "keys"), pages.ComingModel{
-		Heading: "SSH keys are coming",
-		Body:    "Here you will register the public keys you log in with, upload or generate private keys that shellgate keeps encrypted, and see their SHA256 fingerprints.",
-	}))
-}
-
 // auditPage lists recent events: everything for admins, one's own for members.
 func (s *Server) auditPage(c echo.Context) error {
 	u := currentUser(c)

@@ -10,7 +10,7 @@ import (
 
 // routes registers every route of the application: the whole surface on one screen.
 func (s *Server) routes(e *echo.Echo) {
-	e.Pre(s.checkHost)
+	e.Pre(s.checkHost, limitKeyForms)
 	e.Use(s.recoverPanics, s.securityHeaders, s.loadSession, s.csrf)
 
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok") })
@@ -24,6 +24,11 @@ func (s *Server) routes(e *echo.Echo) {
 	app.GET("/", func(c echo.Context) error { return c.Redirect(http.StatusSeeOther, "/stacks") })
 	app.GET("/stacks", s.stacksPage)
 	app.GET("/keys", s.keysPage)
+	app.POST("/keys/public", s.addPublicKey)
+	app.POST("/keys/upload", s.uploadPrivateKey)
+	app.POST("/keys/generate", s.generateKey)
+	app.POST("/keys/:id/download", s.downloadKey)
+	app.POST("/keys/:id/delete", s.deleteKey)
 	app.GET("/audit", s.auditPage)
 	app.GET("/account", s.accountPage)
 	app.POST("/account/password", s.changePassword)

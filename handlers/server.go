@@ -38,6 +38,9 @@ type Config struct {
 	// SessionTTL is how long a sign-in lasts (default 12 h).
 	SessionTTL time.Duration
 	Logger     *slog.Logger
+	// Secrets seals private SSH keys at rest (the master key ring). Required: there
+	// is no plaintext fallback.
+	Secrets Sealer
 	// Now is the clock, replaceable in tests.
 	Now func() time.Time
 }
@@ -57,6 +60,9 @@ type Server struct {
 func New(cfg Config, st store.Store) (*echo.Echo, *Server, error) {
 	if len(cfg.SessionHashKey) < 32 || len(cfg.SessionBlockKey) != 32 || len(cfg.CSRFKey) < 32 {
 		return nil, nil, fmt.Errorf("handlers: session and CSRF keys must come from the master secret")
+	}
+	if cfg.Secrets == nil {
+		return nil, nil, fmt.Errorf("handlers: a Sealer for secrets at rest is required")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

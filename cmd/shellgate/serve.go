@@ -82,6 +82,7 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		SessionHashKey:  keys.Derive("session-cookie-hash", 64),
 		SessionBlockKey: keys.Derive("session-cookie-block", 32),
 		CSRFKey:         keys.Derive("csrf", 32),
+		Secrets:         keys,
 		Logger:          logger,
 	}, st)
 	if err != nil {
