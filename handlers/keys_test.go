@@ -92,6 +92,12 @@ func keyRow(t *testing.T, b *browser, name string) *goquery.Selection {
 	return doc.Find(`tr[data-key="` + name + `"]`)
 }
 
+// typeCell is the Type column of a key row: "ED25519 256 bits".
+func typeCell(row *goquery.Selection) string {
+	cell := row.Find("td").Eq(1)
+	return cell.Find(".key-type").Text() + " " + cell.Find(".cell-note").Text()
+}
+
 func doc(t *testing.T, resp *http.Response) *goquery.Document {
 	t.Helper()
 	d, err := goquery.NewDocumentFromReader(strings.NewReader(body(t, resp)))
@@ -209,7 +215,7 @@ func TestAddPublicKeyAccepts(t *testing.T) {
 		if got := row.Find(`[data-testid="fingerprint"]`).Text(); got != want {
 			t.Errorf("%s: fingerprint %q, ssh-keygen says %q", c.name, got, want)
 		}
-		if got := strings.Join(strings.Fields(row.Find("td").Eq(1).Text()), " "); got != fmt.Sprintf("%s %d", c.typ, c.bits) {
+		if got := typeCell(row); got != fmt.Sprintf("%s %d bits", c.typ, c.bits) {
 			t.Errorf("%s: type cell %q", c.name, got)
 		}
 		if got := strings.TrimSpace(row.Find(`[data-testid="private"]`).Text()); got != "Not held" {
@@ -536,7 +542,7 @@ func TestGenerateAndDownloadOnce(t *testing.T) {
 			t.Fatalf("%s: no download panel", name)
 		}
 		row := d.Find(`tr[data-key="` + name + `"]`)
-		if got := strings.Join(strings.Fields(row.Find("td").Eq(1).Text()), " "); got != tc.typ+" "+tc.bits {
+		if got := typeCell(row); got != tc.typ+" "+tc.bits+" bits" {
 			t.Errorf("%s: type %q", name, got)
 		}
 		fp := row.Find(`[data-testid="fingerprint"]`).Text()

@@ -50,6 +50,32 @@ function initCopy(): void {
   }
 }
 
+// [data-tabs] holds links [data-tab=X] and panels [data-panel=X]. The links work without
+// JavaScript (the server renders the chosen panel); with it they switch in place and
+// keep the URL in step, so a reload shows the same form.
+function initTabs(): void {
+  for (const root of document.querySelectorAll<HTMLElement>("[data-tabs]")) {
+    const tabs = root.querySelectorAll<HTMLAnchorElement>("[data-tab]");
+    const panels = root.querySelectorAll<HTMLElement>("[data-panel]");
+    for (const tab of tabs) {
+      tab.addEventListener("click", (ev) => {
+        if (ev.metaKey || ev.ctrlKey || ev.shiftKey || ev.altKey) return;
+        ev.preventDefault();
+        const key = tab.dataset.tab;
+        for (const t of tabs) {
+          const on = t === tab;
+          t.classList.toggle("active", on);
+          if (on) t.setAttribute("aria-current", "true");
+          else t.removeAttribute("aria-current");
+        }
+        for (const p of panels) p.hidden = p.dataset.panel !== key;
+        history.replaceState(null, "", tab.href);
+        root.querySelector<HTMLElement>(`[data-panel="${key}"] input:not([type=hidden]), [data-panel="${key}"] textarea`)?.focus();
+      });
+    }
+  }
+}
+
 // The user menu is a <details>; close it on Escape and on a click elsewhere.
 function initMenus(): void {
   const menus = document.querySelectorAll<HTMLDetailsElement>("details.user-menu");
@@ -70,4 +96,5 @@ function initMenus(): void {
 initThemeToggle();
 initConfirm();
 initCopy();
+initTabs();
 initMenus();

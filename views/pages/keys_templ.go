@@ -152,7 +152,7 @@ func Keys(p views.Page, m KeysModel) templ.Component {
 					return templ_7745c5c3_Err
 				}
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 4, " <div class=\"grid-keys\"><section class=\"panel\" aria-labelledby=\"keys-title\"><div class=\"panel-head\"><h2 id=\"keys-title\">Your SSH keys</h2>")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 4, " <div class=\"keys-layout\"><section class=\"panel\" aria-labelledby=\"keys-title\"><div class=\"panel-head\"><h2 id=\"keys-title\">Your SSH keys</h2>")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
@@ -334,20 +334,20 @@ func keysTable(p views.Page, keys []KeyRow) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 19, "</code></div></td><td><span class=\"key-type\">")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 19, "</code></div></td><td><div class=\"key-type\">")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
 			var templ_7745c5c3_Var12 string
 			templ_7745c5c3_Var12, templ_7745c5c3_Err = templ.JoinStringErrs(k.Type)
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `pages/keys.templ`, Line: 144, Col: 41}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `pages/keys.templ`, Line: 144, Col: 40}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var12))
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 20, "</span> <span class=\"muted\">")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 20, "</div><div class=\"cell-note\">")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
@@ -360,7 +360,7 @@ func keysTable(p views.Page, keys []KeyRow) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 21, "</span></td><td data-testid=\"private\">")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 21, " bits</div></td><td data-testid=\"private\">")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
@@ -419,7 +419,7 @@ func keysTable(p views.Page, keys []KeyRow) templ.Component {
 				return templ_7745c5c3_Err
 			}
 			if len(k.Stacks) == 0 {
-				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 28, "<span class=\"muted\">Not attached</span>")
+				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 28, "<span class=\"muted\" title=\"Not attached to any stack yet\">None</span>")
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
@@ -835,11 +835,11 @@ func addKey(p views.Page, m KeysModel) templ.Component {
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = components.FileInput(components.FileProps{ID: "up-file", Name: "private_key_file", Label: "Private key file", Required: true, Hint: "OpenSSH or PEM format: Ed25519, ECDSA or RSA, for example ~/.ssh/id_ed25519 (without .pub).", Error: m.Upload.FileError}).Render(ctx, templ_7745c5c3_Buffer)
+		templ_7745c5c3_Err = components.FileInput(components.FileProps{ID: "up-file", Name: "private_key_file", Label: "Private key file", Required: true, Hint: "OpenSSH or PEM format: Ed25519, ECDSA or RSA, for example ~/.ssh/id_ed25519 (without .pub).", Error: m.Upload.FileError, Autofocus: m.Upload.FileError != ""}).Render(ctx, templ_7745c5c3_Buffer)
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = components.Field(components.FieldProps{ID: "up-pass", Name: "passphrase", Label: "Passphrase, if the key has one", Type: "password", Autocomplete: "off", Hint: "Checked once and never stored: the key stays protected, and you type it again whenever the key is used.", Error: m.Upload.PassphraseError}).Render(ctx, templ_7745c5c3_Buffer)
+		templ_7745c5c3_Err = components.Field(components.FieldProps{ID: "up-pass", Name: "passphrase", Label: "Passphrase, if the key has one", Type: "password", Autocomplete: "off", Hint: "Checked once and never stored: the key stays protected, and you type it again whenever the key is used.", Error: m.Upload.PassphraseError, Autofocus: m.Upload.PassphraseError != ""}).Render(ctx, templ_7745c5c3_Buffer)
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
