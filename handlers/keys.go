@@ -161,7 +161,9 @@ func readLimited(fh *multipart.FileHeader) ([]byte, error) {
 	return data, nil
 }
 
-var errFileTooLarge = errors.New("This file is too large to be an SSH key.")
+var errFileTooLarge = errors.New("key file too large")
+
+const fileTooLargeMessage = "This file is too large to be an SSH key."
 
 // checkNewName validates a key name; "" means it is acceptable (uniqueness is left
 // to the INSERT, so two concurrent requests cannot both take it).
@@ -206,7 +208,7 @@ func (s *Server) addPublicKey(c echo.Context) error {
 
 	file, err := readFormFile(c, "public_key_file")
 	if errors.Is(err, errFileTooLarge) {
-		form.KeyError = err.Error()
+		form.KeyError = fileTooLargeMessage
 		return again(http.StatusUnprocessableEntity)
 	} else if err != nil {
 		return err
@@ -231,7 +233,7 @@ func (s *Server) addPublicKey(c echo.Context) error {
 		if errors.Is(err, sshkey.ErrPrivateKeyPasted) {
 			// Never send a private key back to the browser, not even into its own form.
 			form.Key, form.KeyWarning = "", true
-			s.audit(c, u, "key.add", form.Name, false, map[string]string{"reason": "private key pasted as public key"})
+			s.audit(c, u, "key.add", truncate(form.Name, 64), false, map[string]string{"reason": "private key pasted as public key"})
 		}
 		return again(http.StatusUnprocessableEntity)
 	}
@@ -285,7 +287,7 @@ func (s *Server) uploadPrivateKey(c echo.Context) error {
 	form.NameError = checkNewName(form.Name)
 	file, err := readFormFile(c, "private_key_file")
 	if errors.Is(err, errFileTooLarge) {
-		form.FileError = err.Error()
+		form.FileError = fileTooLargeMessage
 		return again(http.StatusUnprocessableEntity)
 	} else if err != nil {
 		return err

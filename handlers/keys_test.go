@@ -769,7 +769,8 @@ func TestKeyFormBodyIsBounded(t *testing.T) {
 // byte of a sealed private key, or moves a sealed key into another row. shellgate
 // detects it, says so in plain words, and never uses or returns the key.
 func TestTamperedPrivateKeyIsRefused(t *testing.T) {
-	e, b := keysUser(t)
+	var logs syncBuffer
+	e, b := keysUser(t, func(c *handlers.Config) { c.Logger = newTestLogger(&logs) })
 	ctx := context.Background()
 	flipped := generate(t, b, "flipped", "")
 	var sealed []byte
@@ -809,6 +810,9 @@ func TestTamperedPrivateKeyIsRefused(t *testing.T) {
 		if ev.OK {
 			t.Errorf("audit records a successful download of %s", ev.Target)
 		}
+	}
+	if n := strings.Count(logs.String(), "stored private key refused"); n != 2 {
+		t.Errorf("%d log lines about the refused keys, want 2:\n%s", n, logs.String())
 	}
 }
 
