@@ -303,7 +303,7 @@ func (s *Server) uploadPrivateKey(c echo.Context) error {
 		switch {
 		case errors.Is(err, sshkey.ErrPassphraseRequired), errors.Is(err, sshkey.ErrWrongPassphrase):
 			// The browser cannot refill a file input: say so.
-			form.PassphraseError = msg + " Then choose the file again."
+			form.PassphraseError = msg + " Choose the file again as well: the browser does not keep it."
 		default:
 			form.FileError = msg
 		}

@@ -75,6 +75,23 @@ test("add public keys by paste and by file; ssh-keygen agrees on the fingerprint
   await expect(row3.getByTestId("private")).toContainText("Held, encrypted");
   await page.screenshot({ path: "test-results/keys-list.png", fullPage: true });
 
+  // A passphrase-protected key: a wrong passphrase is refused in plain words; the right
+  // one stores it, still protected.
+  const prot = join(dir, "id_protected");
+  execFileSync("ssh-keygen", ["-q", "-f", prot, "-t", "ed25519", "-N", "correct horse", "-C", "prot"]);
+  await page.getByRole("link", { name: "Upload private key" }).click();
+  await page.getByLabel("Key name").nth(1).fill("protected");
+  await page.getByLabel("Private key file").setInputFiles(prot);
+  await page.getByLabel("Passphrase, if the key has one").fill("not it");
+  await page.getByRole("button", { name: "Upload private key" }).click();
+  await expect(page.locator("#up-pass-desc")).toContainText("The passphrase is wrong.");
+  await page.screenshot({ path: "test-results/keys-upload-error.png" });
+  await page.getByLabel("Private key file").setInputFiles(prot);
+  await page.getByLabel("Passphrase, if the key has one").fill("correct horse");
+  await page.getByRole("button", { name: "Upload private key" }).click();
+  await expect(page.locator('tr[data-key="protected"]').getByTestId("private")).toContainText("Passphrase-protected");
+  await expect(page.locator('tr[data-key="protected"]').getByTestId("fingerprint")).toHaveText(fingerprint(prot + ".pub"));
+
   // Delete, confirming a dialog that names the key.
   page.once("dialog", (d) => {
     expect(d.message()).toContain("old_desktop");
