@@ -105,5 +105,7 @@ type Store interface {
 	AppendEvent(ctx context.Context, e *Event) error
 	ListEvents(ctx context.Context, f EventFilter) ([]Event, error)
 
+	TicketStore
+
 	Close() error
 }
