@@ -25,6 +25,7 @@ func (s *Server) routes(e *echo.Echo) {
 	app.GET("/stacks", s.stacksPage)
 	app.GET("/keys", s.keysPage)
 	app.GET("/audit", s.auditPage)
+	app.GET("/audit/export", s.auditExport)
 	app.GET("/account", s.accountPage)
 	app.POST("/account/password", s.changePassword)
 
