@@ -2,7 +2,10 @@ module github.com/shellgate/shellgate
 
 go 1.26.8
 
-require golang.org/x/crypto v0.58.0
+require (
+	github.com/kevinburke/ssh_config v1.6.0
+	golang.org/x/crypto v0.58.0
+)
 
 require (
 	github.com/a-h/parse v0.0.0-20250122154542-74294addb73e // indirect
