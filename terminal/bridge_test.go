@@ -166,10 +166,10 @@ func (c *client) waitOutput(want string) {
 		select {
 		case <-c.changed:
 		case <-deadline:
-			c.t.Fatalf("output never contained %q; got %q", want, c.output())
+			c.t.Fatalf("output never contained %q; %d bytes, ending %q", want, c.received(), tail(c.output()))
 		case <-c.closed:
 			if !strings.Contains(c.output(), want) {
-				c.t.Fatalf("closed (%d) before output contained %q; got %q", c.code, want, c.output())
+				c.t.Fatalf("closed (%d) before output contained %q; ending %q", c.code, want, tail(c.output()))
 			}
 		}
 	}
@@ -230,6 +230,7 @@ func (c *client) open(server string) SessionMessage {
 	c.send(OpenMessage{Server: server, Cols: 80, Rows: 24, Ticket: "good"})
 	s := expect[SessionMessage](c, TypeStatus)
 	c.waitStatus(StateConnected)
+	c.waitOutput("$ ") // typing before the prompt would mix echo and output
 	return s
 }
 
@@ -492,3 +493,5 @@ func TestBridgeTerminate(t *testing.T) {
 		t.Error("terminating a gone session should fail")
 	}
 }
+
+func tail(s string) string { return s[max(0, len(s)-200):] }
