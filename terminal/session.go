@@ -392,13 +392,9 @@ func (s *Session) finish(waitErr error) {
 	}
 	s.cancel(cause)
 	cause = context.Cause(s.ctx) // first cause wins
-	s.mu.Lock()
-	s.finished = true
-	s.exit = cause
-	s.detachN++ // voids a pending grace timer
-	s.broadcast()
-	s.mu.Unlock()
 	s.client.Close()
+	// Deregister and audit before the browser hears "closed", so whoever
+	// reacts to the close sees a consistent registry and audit trail.
 	if s.m != nil {
 		s.m.remove(s)
 	}
@@ -411,6 +407,12 @@ func (s *Session) finish(waitErr error) {
 		info := s.Info()
 		s.onEnd(info, status, info.BytesIn, info.BytesOut, cause)
 	}
+	s.mu.Lock()
+	s.finished = true
+	s.exit = cause
+	s.detachN++ // voids a pending grace timer
+	s.broadcast()
+	s.mu.Unlock()
 	close(s.done)
 }
 
