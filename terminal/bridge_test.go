@@ -20,14 +20,14 @@ import (
 
 // rig is a Manager behind a real HTTP server, as handlers will wire it.
 type rig struct {
-	t      *testing.T
+	t      testing.TB
 	m      *Manager
 	srv    *httptest.Server
 	hooks  func() Hooks
 	served chan error // what each Serve returned
 }
 
-func newRig(t *testing.T, cfg Config, hooks func() Hooks) *rig {
+func newRig(t testing.TB, cfg Config, hooks func() Hooks) *rig {
 	t.Helper()
 	if cfg.DialOptions.KeepaliveInterval == 0 {
 		cfg.DialOptions.KeepaliveInterval = -1
@@ -70,7 +70,7 @@ func sshHooks(srv *testServer, key ssh.Signer, pinned bool, user string) func() 
 
 // client is the browser side: it records output and control messages.
 type client struct {
-	t       *testing.T
+	t       testing.TB
 	ws      *websocket.Conn
 	wmu     sync.Mutex
 	autoAck atomic.Bool
@@ -259,6 +259,7 @@ func TestBridgeShell(t *testing.T) {
 		return h
 	}
 	r := newRig(t, Config{}, hooks)
+	base := runtime.NumGoroutine()
 	c := r.dial()
 	sess := c.open("web-1")
 	if sess.ID == "" || len(sess.ResumeToken) < 40 || sess.Window != DefaultWindow {
@@ -299,6 +300,7 @@ func TestBridgeShell(t *testing.T) {
 	if n := len(r.m.Sessions()); n != 0 {
 		t.Errorf("%d sessions left", n)
 	}
+	checkGoroutines(t, base) // session, bridge, SSH client and keepalive all gone
 }
 
 func TestBridgeKeyboardInteractive(t *testing.T) {
