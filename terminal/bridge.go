@@ -22,7 +22,7 @@ type Hooks struct {
 	// UserID and msg.Server; return an error wrapping ErrTicket otherwise)
 	// and returns what to dial. If the returned Auth has no Prompter, the
 	// bridge relays password, keyboard-interactive and passphrase prompts
-	// over the socket.
+	// over the socket. It must return when ctx is done: Serve waits for it.
 	Open func(ctx context.Context, msg OpenMessage) (*Target, Auth, error)
 	// HostKeys pins keys. For an unknown key the bridge first asks the
 	// person over the socket; only if they accept is HostKeys.Unknown
