@@ -102,7 +102,7 @@ func TestTicketClaimedOnce(t *testing.T) {
 	u := &store.User{Username: "a", PasswordHash: "h", Role: store.RoleMember}
 	st.CreateUser(ctx, u)
 	now := time.Now()
-	tk := &store.Ticket{ID: "t1", UserID: u.ID, WebSessionID: "ws", ServerID: 7, CreatedAt: now, ExpiresAt: now.Add(time.Minute)}
+	tk := &store.Ticket{ID: "t1", UserID: u.ID, WebSessionID: "ws", StackID: 3, ServerID: 7, CreatedAt: now, ExpiresAt: now.Add(time.Minute)}
 	if err := st.CreateTicket(ctx, tk); err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +112,7 @@ func TestTicketClaimedOnce(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if st.ClaimTicket(ctx, "t1", u.ID, "ws", 7, now) == nil {
+			if _, err := st.ClaimTicket(ctx, "t1", u.ID, "ws", 7, now); err == nil {
 				wins.Add(1)
 			}
 		}()
@@ -129,19 +129,20 @@ func TestTicketBindings(t *testing.T) {
 	u := &store.User{Username: "a", PasswordHash: "h", Role: store.RoleMember}
 	st.CreateUser(ctx, u)
 	now := time.Now()
-	st.CreateTicket(ctx, &store.Ticket{ID: "t", UserID: u.ID, WebSessionID: "ws", ServerID: 7, CreatedAt: now, ExpiresAt: now.Add(time.Minute)})
-	for name, claim := range map[string]func() error{
-		"other user":    func() error { return st.ClaimTicket(ctx, "t", u.ID+1, "ws", 7, now) },
-		"other session": func() error { return st.ClaimTicket(ctx, "t", u.ID, "other", 7, now) },
-		"other server":  func() error { return st.ClaimTicket(ctx, "t", u.ID, "ws", 8, now) },
-		"expired":       func() error { return st.ClaimTicket(ctx, "t", u.ID, "ws", 7, now.Add(2*time.Minute)) },
-		"unknown":       func() error { return st.ClaimTicket(ctx, "nope", u.ID, "ws", 7, now) },
+	st.CreateTicket(ctx, &store.Ticket{ID: "t", UserID: u.ID, WebSessionID: "ws", StackID: 3, ServerID: 7, CreatedAt: now, ExpiresAt: now.Add(time.Minute)})
+	for name, claim := range map[string]func() (*store.Ticket, error){
+		"other user":    func() (*store.Ticket, error) { return st.ClaimTicket(ctx, "t", u.ID+1, "ws", 7, now) },
+		"other session": func() (*store.Ticket, error) { return st.ClaimTicket(ctx, "t", u.ID, "other", 7, now) },
+		"other server":  func() (*store.Ticket, error) { return st.ClaimTicket(ctx, "t", u.ID, "ws", 8, now) },
+		"expired":       func() (*store.Ticket, error) { return st.ClaimTicket(ctx, "t", u.ID, "ws", 7, now.Add(2*time.Minute)) },
+		"unknown":       func() (*store.Ticket, error) { return st.ClaimTicket(ctx, "nope", u.ID, "ws", 7, now) },
 	} {
-		if err := claim(); !errors.Is(err, store.ErrNotFound) {
+		if _, err := claim(); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("%s: %v, want ErrNotFound", name, err)
 		}
 	}
-	if err := st.ClaimTicket(ctx, "t", u.ID, "ws", 7, now); err != nil {
-		t.Fatalf("the rightful claim failed after refused ones: %v", err)
+	got, err := st.ClaimTicket(ctx, "t", u.ID, "ws", 7, now)
+	if err != nil || got.StackID != 3 {
+		t.Fatalf("the rightful claim failed after refused ones: %+v %v", got, err)
 	}
 }

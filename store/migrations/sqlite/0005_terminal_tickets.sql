@@ -5,6 +5,7 @@ CREATE TABLE terminal_tickets (
     id             TEXT    PRIMARY KEY,
     user_id        INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     web_session_id TEXT    NOT NULL, -- the browser session it was issued to
+    stack_id       INTEGER NOT NULL,
     server_id      INTEGER NOT NULL,
     created_at     INTEGER NOT NULL,
     expires_at     INTEGER NOT NULL,
