@@ -5,7 +5,6 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/shellgate/shellgate/store"
 	"github.com/shellgate/shellgate/views/pages"
 )
 
@@ -20,25 +19,4 @@ func (s *Server) stacksPage(c echo.Context) error {
 			"Open a terminal or drop files onto a server, right from this page.",
 		},
 	}))
-}
-
-// auditPage lists recent events: everything for admins, one's own for members.
-func (s *Server) auditPage(c echo.Context) error {
-	u := currentUser(c)
-	f := store.EventFilter{Limit: 100}
-	if !u.IsAdmin() {
-		f.ActorID = u.ID
-	}
-	events, err := s.store.ListEvents(c.Request().Context(), f)
-	if err != nil {
-		return err
-	}
-	m := pages.AuditModel{AllUsers: u.IsAdmin()}
-	for _, e := range events {
-		m.Rows = append(m.Rows, pages.AuditRow{
-			At: e.At, Actor: e.ActorName, Kind: e.Kind, Target: e.Target, OK: e.OK,
-			ClientIP: e.ClientIP, Summary: e.Detail["reason"],
-		})
-	}
-	return render(c, http.StatusOK, pages.Audit(s.page(c, "Audit", "audit"), m))
 }

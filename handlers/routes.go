@@ -30,6 +30,7 @@ func (s *Server) routes(e *echo.Echo) {
 	app.POST("/keys/:id/download", s.downloadKey)
 	app.POST("/keys/:id/delete", s.deleteKey)
 	app.GET("/audit", s.auditPage)
+	app.GET("/audit/export", s.auditExport)
 	app.GET("/account", s.accountPage)
 	app.POST("/account/password", s.changePassword)
 

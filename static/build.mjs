@@ -23,14 +23,17 @@ const common = {
 
 await esbuild.build({
   ...common,
-  entryPoints: { app: join(here, "src/app.ts") },
+  entryPoints: { app: join(here, "src/app.ts"), terminal: join(here, "src/terminal/main.ts") },
   format: "esm",
   splitting: false,
   loader: { ".woff2": "file" },
 });
 // The theme script runs synchronously in <head> so the page never flashes the wrong theme.
 await esbuild.build({ ...common, entryPoints: { theme: join(here, "src/theme.ts") }, format: "iife" });
-await esbuild.build({ ...common, entryPoints: { app: join(here, "src/app.css") } });
+await esbuild.build({
+  ...common,
+  entryPoints: { app: join(here, "src/app.css"), terminal: join(here, "src/terminal/terminal.css") },
+});
 
 if (check) {
   const committed = join(here, "dist");

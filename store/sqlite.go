@@ -77,6 +77,14 @@ func normalize(err error) error {
 
 func ms(t time.Time) int64 { return t.UnixMilli() }
 
+// nullID stores 0 as NULL, for optional references.
+func nullID(id int64) any {
+	if id == 0 {
+		return nil
+	}
+	return id
+}
+
 func fromMS(v int64) time.Time { return time.UnixMilli(v).UTC() }
 
 func (s *SQLite) CreateUser(ctx context.Context, u *User) error {
@@ -237,14 +245,11 @@ func (s *SQLite) AppendEvent(ctx context.Context, e *Event) error {
 	if err != nil {
 		return fmt.Errorf("encode event detail: %w", err)
 	}
-	var actor any
-	if e.ActorID != 0 {
-		actor = e.ActorID
-	}
 	return normalize(s.db.QueryRowContext(ctx,
-		`INSERT INTO audit_events (at, kind, actor_id, actor_name, client_ip, user_agent, ok, target, detail)
-		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-		ms(e.At), e.Kind, actor, e.ActorName, e.ClientIP, e.UserAgent, e.OK, e.Target, string(detail)).Scan(&e.ID))
+		`INSERT INTO audit_events (at, kind, actor_id, actor_name, client_ip, user_agent, ok, target, detail, stack_id, server_id)
+		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		ms(e.At), e.Kind, nullID(e.ActorID), e.ActorName, e.ClientIP, e.UserAgent, e.OK, e.Target, string(detail),
+		nullID(e.StackID), nullID(e.ServerID)).Scan(&e.ID))
 }
 
 func (s *SQLite) ListEvents(ctx context.Context, f EventFilter) ([]Event, error) {
@@ -253,8 +258,19 @@ func (s *SQLite) ListEvents(ctx context.Context, f EventFilter) ([]Event, error)
 	if f.ActorID != 0 {
 		where, args = append(where, "actor_id = ?"), append(args, f.ActorID)
 	}
-	if f.Kind != "" {
+	if f.ActorName != "" {
+		where, args = append(where, "actor_name = ?"), append(args, strings.ToLower(f.ActorName))
+	}
+	if strings.HasSuffix(f.Kind, ".") {
+		where, args = append(where, "substr(kind, 1, ?) = ?"), append(args, len(f.Kind), f.Kind)
+	} else if f.Kind != "" {
 		where, args = append(where, "kind = ?"), append(args, f.Kind)
+	}
+	if f.StackID != 0 {
+		where, args = append(where, "stack_id = ?"), append(args, f.StackID)
+	}
+	if f.ServerID != 0 {
+		where, args = append(where, "server_id = ?"), append(args, f.ServerID)
 	}
 	if !f.Since.IsZero() {
 		where, args = append(where, "at >= ?"), append(args, ms(f.Since))
@@ -265,14 +281,16 @@ func (s *SQLite) ListEvents(ctx context.Context, f EventFilter) ([]Event, error)
 	if f.BeforeID != 0 {
 		where, args = append(where, "id < ?"), append(args, f.BeforeID)
 	}
-	q := `SELECT id, at, kind, COALESCE(actor_id, 0), actor_name, client_ip, user_agent, ok, target, detail FROM audit_events`
+	q := `SELECT id, at, kind, COALESCE(actor_id, 0), actor_name, client_ip, user_agent, ok, target, detail,
+	             COALESCE(stack_id, 0), COALESCE(server_id, 0) FROM audit_events`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
 	limit := f.Limit
-	if limit <= 0 || limit > 1000 {
+	if limit <= 0 {
 		limit = 100
 	}
+	limit = min(limit, 10000)
 	q += " ORDER BY id DESC LIMIT ?"
 	args = append(args, limit)
 	rows, err := s.db.QueryContext(ctx, q, args...)
@@ -285,7 +303,7 @@ func (s *SQLite) ListEvents(ctx context.Context, f EventFilter) ([]Event, error)
 		var e Event
 		var at int64
 		var detail string
-		if err := rows.Scan(&e.ID, &at, &e.Kind, &e.ActorID, &e.ActorName, &e.ClientIP, &e.UserAgent, &e.OK, &e.Target, &detail); err != nil {
+		if err := rows.Scan(&e.ID, &at, &e.Kind, &e.ActorID, &e.ActorName, &e.ClientIP, &e.UserAgent, &e.OK, &e.Target, &detail, &e.StackID, &e.ServerID); err != nil {
 			return nil, normalize(err)
 		}
 		e.At = fromMS(at)

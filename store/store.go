@@ -66,16 +66,21 @@ type Event struct {
 	OK        bool
 	Target    string            // what the event is about, e.g. a username or a server
 	Detail    map[string]string // free-form, never secrets
+	StackID   int64             // 0 unless the event is about a stack or one of its servers
+	ServerID  int64             // 0 unless the event is about one server
 }
 
 // EventFilter selects audit events, newest first.
 type EventFilter struct {
-	ActorID  int64 // 0: everyone
-	Kind     string
-	Since    time.Time
-	Until    time.Time
-	Limit    int
-	BeforeID int64 // paging: only events with a smaller id
+	ActorID   int64  // 0: everyone
+	ActorName string // exact, case-insensitive; "" for everyone
+	Kind      string // exact kind, or a prefix ending in "." ("terminal." matches terminal.start and terminal.end)
+	StackID   int64
+	ServerID  int64
+	Since     time.Time
+	Until     time.Time
+	Limit     int   // default 100, at most 10000
+	BeforeID  int64 // paging: only events with a smaller id
 }
 
 // Store is shellgate's persistent state.
@@ -106,6 +111,7 @@ type Store interface {
 	ListEvents(ctx context.Context, f EventFilter) ([]Event, error)
 
 	KeyStore
+	TicketStore
 
 	Close() error
 }

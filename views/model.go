@@ -15,6 +15,9 @@ type Assets struct {
 	CSS   string
 	JS    string
 	Theme string // tiny synchronous script that applies the saved theme before paint
+	// The terminal page's own bundle.
+	TermJS  string
+	TermCSS string
 }
 
 // Flash is a one-line message shown at the top of a page.
@@ -30,5 +33,7 @@ type Page struct {
 	Viewer *Viewer
 	CSRF   string // token for forms that change state
 	Assets Assets
-	Flash  *Flash
+	// ExtraCSS is one more stylesheet for a page with its own bundle (the terminal).
+	ExtraCSS string
+	Flash    *Flash
 }

@@ -271,7 +271,8 @@ func looksLikeBlob(s string) bool {
 const opensshKeyMagic = "b3BlbnNzaC1rZXktdjEA"
 
 func looksPrivate(s string) bool {
-	return strings.Contains(s, "PRIVATE KEY") || // PEM, OpenSSH, SSH2 (ssh.com)
+	return strings.Contains(s, "PRIVATE KEY-----") || // PEM, OpenSSH
+		strings.Contains(s, "PRIVATE KEY ----") || // SSH2 (ssh.com)
 		strings.Contains(s, "PuTTY-User-Key-File-") ||
 		strings.Contains(s, opensshKeyMagic)
 }

@@ -182,6 +182,7 @@ func TestParsePublicAccepts(t *testing.T) {
 		{"control chars sanitized", typ + " " + blob + " evil\x1b[31mred\x00\u202eX", "evil [31mred  X"},
 		{"invalid utf8", typ + " " + blob + " \xff", "\uFFFD"},
 		{"BOM", "\uFEFF" + typ + " " + blob, ""},
+		{"comment mentioning private key", typ + " " + blob + " laptop PRIVATE KEY kept offline", "laptop PRIVATE KEY kept offline"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -232,6 +233,7 @@ func TestParsePublicRefuses(t *testing.T) {
 		{"rsa private", "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----", ErrPrivateKeyPasted, "never"},
 		{"pkcs8 private", "-----BEGIN PRIVATE KEY-----\nMC4CAQ\n-----END PRIVATE KEY-----", ErrPrivateKeyPasted, "never"},
 		{"ec private", "-----BEGIN EC PRIVATE KEY-----\nMHcC\n-----END EC PRIVATE KEY-----", ErrPrivateKeyPasted, "never"},
+		{"ssh.com private", "---- BEGIN SSH2 ENCRYPTED PRIVATE KEY ----\nP2/56w==\n---- END SSH2 ENCRYPTED PRIVATE KEY ----", ErrPrivateKeyPasted, "never"},
 		{"putty", "PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\n", ErrPrivateKeyPasted, "never"},
 		{"openssh body only", "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAAB", ErrPrivateKeyPasted, "never"},
 		{"two keys", line + "\n" + line, ErrMultipleKeys, "one key per entry"},

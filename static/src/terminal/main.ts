@@ -1,0 +1,277 @@
+// The terminal page: xterm.js bridged to an SSH session through shellgate.
+import "./nonce";
+import { Terminal, type ITheme } from "@xterm/xterm";
+import { FitAddon } from "@xterm/addon-fit";
+import { WebLinksAddon } from "@xterm/addon-web-links";
+import { SearchAddon } from "@xterm/addon-search";
+import { Unicode11Addon } from "@xterm/addon-unicode11";
+import { WebglAddon } from "@xterm/addon-webgl";
+import { ClipboardAddon } from "@xterm/addon-clipboard";
+import { TerminalConnection } from "./connection";
+import { State, type Question } from "./protocol";
+
+const root = document.querySelector<HTMLElement>("[data-terminal]")!;
+const serverID = root.dataset.server!;
+const serverName = root.dataset.serverName ?? "server";
+const csrf = document.querySelector<HTMLMetaElement>('meta[name="csrf-token"]')?.content ?? "";
+const stateEl = document.querySelector<HTMLElement>("[data-state]")!;
+const latencyEl = document.querySelector<HTMLElement>("[data-latency]")!;
+const reconnectBtn = document.querySelector<HTMLButtonElement>("[data-reconnect]")!;
+
+const prefs = {
+  get fontSize(): number {
+    return Number(localStorage.getItem("shellgate-term-font")) || 14;
+  },
+  set fontSize(v: number) {
+    localStorage.setItem("shellgate-term-font", String(v));
+  },
+  get copyOnSelect(): boolean {
+    return localStorage.getItem("shellgate-term-copy-on-select") === "1";
+  },
+  set copyOnSelect(v: boolean) {
+    localStorage.setItem("shellgate-term-copy-on-select", v ? "1" : "0");
+  },
+};
+
+// The terminal follows the dashboard's theme (light or dark).
+function theme(): ITheme {
+  const dark = document.documentElement.dataset.theme === "dark" ||
+    (document.documentElement.dataset.theme !== "light" && matchMedia("(prefers-color-scheme: dark)").matches);
+  return dark
+    ? { background: "#0b1016", foreground: "#dce3ec", cursor: "#7aa6ff", selectionBackground: "#2a4470" }
+    : { background: "#fbfcfd", foreground: "#1b2430", cursor: "#2f6fed", selectionBackground: "#c8dafc",
+        black: "#1b2430", brightBlack: "#5c6878", white: "#d0d6de", brightWhite: "#ffffff", yellow: "#9a6300" };
+}
+
+const term = new Terminal({
+  allowProposedApi: true, // unicode11 needs it
+  fontFamily: 'ui-monospace, "SF Mono", "JetBrains Mono", "DejaVu Sans Mono", Menlo, Consolas, monospace',
+  fontSize: prefs.fontSize,
+  cursorBlink: true,
+  scrollback: 10000,
+  theme: theme(),
+  rightClickSelectsWord: false,
+});
+const fit = new FitAddon();
+const search = new SearchAddon();
+term.loadAddon(fit);
+term.loadAddon(search);
+term.loadAddon(new WebLinksAddon());
+term.loadAddon(new ClipboardAddon());
+const unicode = new Unicode11Addon();
+term.loadAddon(unicode);
+term.unicode.activeVersion = "11";
+term.open(document.getElementById("terminal")!);
+// WebGL is fastest; when the context is lost (GPU reset, too many tabs) fall back to
+// the DOM renderer instead of showing a dead canvas.
+try {
+  const webgl = new WebglAddon();
+  webgl.onContextLoss(() => webgl.dispose());
+  term.loadAddon(webgl);
+} catch {
+  /* no WebGL here: the DOM renderer stays */
+}
+fit.fit();
+window.addEventListener("resize", () => fit.fit());
+new MutationObserver(() => (term.options.theme = theme())).observe(document.documentElement, { attributes: true, attributeFilter: ["data-theme"] });
+
+function setState(state: string, label: string): void {
+  stateEl.dataset.state = state;
+  stateEl.textContent = label;
+}
+
+async function fetchTicket(): Promise<string> {
+  const resp = await fetch("/api/terminal/tickets", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+    body: JSON.stringify({ server: serverID }),
+    credentials: "same-origin",
+  });
+  const body = await resp.json().catch(() => ({}));
+  if (!resp.ok) throw new Error(body.error || `Could not open a terminal (HTTP ${resp.status}).`);
+  return body.ticket as string;
+}
+
+let conn: TerminalConnection;
+
+function start(): void {
+  reconnectBtn.hidden = true;
+  setState("connecting", "Connecting…");
+  const wsURL = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/api/terminal/ws";
+  conn = new TerminalConnection({ wsURL, server: serverID, cols: term.cols, rows: term.rows, ticket: fetchTicket }, {
+    output: (data, done) => term.write(data, done),
+    status: (state, message) => {
+      if (state === State.connected) setState("connected", "Connected");
+      else if (state === State.connecting) setState("connecting", message || "Connecting…");
+      else if (state === State.prompt) setState("prompt", "Waiting for you");
+    },
+    prompt: askPrompt,
+    hostKey: askHostKey,
+    reconnecting: (attempt) => setState("reconnecting", attempt > 1 ? `Reconnecting (try ${attempt})…` : "Reconnecting…"),
+    latency: (ms) => (latencyEl.textContent = `${ms < 1 ? ms.toFixed(1) : Math.round(ms)} ms`),
+    closed: (code, message, exitStatus) => {
+      setState("closed", "Closed");
+      latencyEl.textContent = "";
+      const status = exitStatus !== undefined && exitStatus !== null ? ` (exit status ${exitStatus})` : "";
+      const text = code === 1000 ? `Connection to ${serverName} closed.${status}` : message;
+      term.write(`\r\n\x1b[2m${text}\x1b[0m\r\n`);
+      closedMessage(text);
+      reconnectBtn.hidden = false;
+      reconnectBtn.focus();
+    },
+  });
+  conn.open().catch((err: Error) => {
+    setState("closed", "Not connected");
+    term.write(`\r\n${err.message}\r\n`);
+    closedMessage(err.message);
+    reconnectBtn.hidden = false;
+  });
+}
+
+function closedMessage(text: string): void {
+  document.querySelector<HTMLElement>("[data-closed-message]")!.textContent = text;
+  document.querySelector<HTMLElement>("[data-closed-message-box]")!.hidden = false;
+}
+
+term.onData((d) => conn?.input(d));
+term.onBinary((d) => conn?.input(Uint8Array.from(d, (c) => c.charCodeAt(0))));
+// Resizes arrive in bursts while dragging; the server coalesces them too.
+let resizeTimer = 0;
+term.onResize(({ cols, rows }) => {
+  window.clearTimeout(resizeTimer);
+  resizeTimer = window.setTimeout(() => conn?.resize(cols, rows), 30);
+});
+
+// Copy and paste: Ctrl+Shift+C / Ctrl+Shift+V (Ctrl+C stays an interrupt), right-click
+// pastes, and copy-on-select is optional.
+term.attachCustomKeyEventHandler((ev) => {
+  if (ev.type !== "keydown") return true;
+  const mod = ev.ctrlKey || ev.metaKey;
+  if (mod && ev.shiftKey && ev.code === "KeyC") {
+    if (term.hasSelection()) void navigator.clipboard.writeText(term.getSelection());
+    return false;
+  }
+  if (mod && ev.shiftKey && ev.code === "KeyV") {
+    void navigator.clipboard.readText().then((t) => term.paste(t));
+    ev.preventDefault();
+    return false;
+  }
+  if (mod && !ev.shiftKey && ev.code === "KeyF") {
+    openSearch();
+    ev.preventDefault();
+    return false;
+  }
+  return true;
+});
+term.element!.addEventListener("contextmenu", (ev) => {
+  ev.preventDefault();
+  void navigator.clipboard.readText().then((t) => term.paste(t)).catch(() => undefined);
+});
+term.onSelectionChange(() => {
+  if (prefs.copyOnSelect && term.hasSelection()) void navigator.clipboard.writeText(term.getSelection()).catch(() => undefined);
+});
+
+// Toolbar
+const fontLabel = document.querySelector<HTMLElement>("[data-font-size]")!;
+function setFont(size: number): void {
+  size = Math.max(8, Math.min(32, size));
+  prefs.fontSize = size;
+  term.options.fontSize = size;
+  fontLabel.textContent = String(size);
+  fit.fit();
+}
+fontLabel.textContent = String(prefs.fontSize);
+document.querySelector("[data-font-smaller]")!.addEventListener("click", () => setFont(prefs.fontSize - 1));
+document.querySelector("[data-font-larger]")!.addEventListener("click", () => setFont(prefs.fontSize + 1));
+const copySelect = document.querySelector<HTMLInputElement>("[data-copy-on-select]")!;
+copySelect.checked = prefs.copyOnSelect;
+copySelect.addEventListener("change", () => (prefs.copyOnSelect = copySelect.checked));
+reconnectBtn.addEventListener("click", () => {
+  document.querySelector<HTMLElement>("[data-closed-message-box]")!.hidden = true;
+  term.reset();
+  start();
+  term.focus();
+});
+
+// Search (Ctrl/Cmd+F)
+const searchBox = document.querySelector<HTMLElement>("[data-search]")!;
+const searchInput = searchBox.querySelector("input")!;
+function openSearch(): void {
+  searchBox.hidden = false;
+  searchInput.focus();
+  searchInput.select();
+}
+document.querySelector("[data-open-search]")!.addEventListener("click", openSearch);
+searchInput.addEventListener("keydown", (ev) => {
+  if (ev.key === "Enter") {
+    if (ev.shiftKey) search.findPrevious(searchInput.value);
+    else search.findNext(searchInput.value);
+  } else if (ev.key === "Escape") {
+    searchBox.hidden = true;
+    search.clearDecorations();
+    term.focus();
+  }
+});
+
+// Authentication prompts (password, keyboard-interactive, key passphrase) in a dialog.
+function askPrompt(name: string, instruction: string, questions: Question[]): Promise<string[] | null> {
+  const dialog = document.querySelector<HTMLDialogElement>("#prompt-dialog")!;
+  const form = dialog.querySelector("form")!;
+  const fields = form.querySelector<HTMLElement>("[data-fields]")!;
+  dialog.querySelector<HTMLElement>("[data-title]")!.textContent = name || `Sign in to ${serverName}`;
+  dialog.querySelector<HTMLElement>("[data-instruction]")!.textContent = instruction;
+  fields.replaceChildren(
+    ...questions.map((q, i) => {
+      const label = document.createElement("label");
+      label.className = "field";
+      const span = document.createElement("span");
+      span.textContent = q.text.trim() || `Answer ${i + 1}`;
+      const input = document.createElement("input");
+      input.type = q.echo ? "text" : "password";
+      input.name = `a${i}`;
+      input.autocomplete = q.echo ? "off" : "current-password";
+      label.append(span, input);
+      return label;
+    }),
+  );
+  setState("prompt", "Waiting for you");
+  dialog.showModal();
+  fields.querySelector("input")?.focus();
+  return new Promise((resolve) => {
+    const done = (answers: string[] | null) => {
+      form.onsubmit = null;
+      dialog.onclose = null;
+      dialog.close();
+      // Clear the fields so no answer lingers in the DOM.
+      fields.replaceChildren();
+      term.focus();
+      resolve(answers);
+    };
+    form.onsubmit = (ev) => {
+      ev.preventDefault();
+      if ((ev.submitter as HTMLButtonElement | null)?.value === "cancel") return done(null);
+      done(questions.map((_, i) => (form.elements.namedItem(`a${i}`) as HTMLInputElement).value));
+    };
+    dialog.onclose = () => done(null);
+  });
+}
+
+function askHostKey(fingerprint: string, keyType: string, changed: boolean): Promise<boolean> {
+  const dialog = document.querySelector<HTMLDialogElement>("#hostkey-dialog")!;
+  dialog.querySelector<HTMLElement>("[data-fingerprint]")!.textContent = fingerprint;
+  dialog.querySelector<HTMLElement>("[data-keytype]")!.textContent = keyType;
+  dialog.querySelector<HTMLElement>("[data-unknown]")!.hidden = changed;
+  dialog.querySelector<HTMLElement>("[data-changed]")!.hidden = !changed;
+  dialog.querySelector<HTMLElement>("[data-accept]")!.hidden = changed;
+  dialog.showModal();
+  return new Promise((resolve) => {
+    dialog.onclose = () => {
+      dialog.onclose = null;
+      term.focus();
+      resolve(dialog.returnValue === "accept");
+    };
+  });
+}
+
+start();
+term.focus();
