@@ -441,3 +441,21 @@ func TestCloseLeavesNothing(t *testing.T) {
 		t.Fatalf("%d goroutines before, %d after Close:\n%s", before, n, buf[:runtime.Stack(buf, true)])
 	}
 }
+
+// TestFastExecKeepsItsReply: a command that ends at once (echo) must not close its
+// channel before the server has answered the "exec" request, or the client reads EOF
+// instead of the output. It raced about once in 60 runs before the fix.
+func TestFastExecKeepsItsReply(t *testing.T) {
+	client := dial(t, startServer(t, Config{}))
+	for i := range 40 {
+		sess, err := client.NewSession()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := sess.Output("echo fast")
+		sess.Close()
+		if err != nil || string(got) != "fast\n" {
+			t.Fatalf("run %d: Output = %q, %v", i, got, err)
+		}
+	}
+}

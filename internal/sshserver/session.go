@@ -72,6 +72,10 @@ type session struct {
 	started bool          // a shell, command or subsystem was started
 	cmd     *exec.Cmd     // nil for the SFTP subsystem
 	done    chan struct{} // closed once the started program ended and exit-status was sent
+	// replied is closed once the request that started the program has been answered.
+	// A fast command (echo) can end before that; its exit-status and close must wait,
+	// or the client sees the channel closed instead of its "exec" reply.
+	replied chan struct{}
 }
 
 // serveSession handles the requests of one session channel until the client
@@ -82,12 +86,16 @@ func (s *Server) serveSession(nch ssh.NewChannel, log *slog.Logger) {
 		log.Debug("accept session channel", "err", err)
 		return
 	}
-	ss := &session{srv: s, ch: ch, log: log, done: make(chan struct{})}
+	ss := &session{srv: s, ch: ch, log: log, done: make(chan struct{}), replied: make(chan struct{})}
 	defer ss.end()
 	for req := range reqs {
+		wasStarted := ss.started
 		ok := ss.handle(req)
 		if req.WantReply {
 			req.Reply(ok, nil)
+		}
+		if !wasStarted && ss.started {
+			close(ss.replied)
 		}
 	}
 }
@@ -237,6 +245,7 @@ func (ss *session) startSFTP() bool {
 
 // exit reports how the process ended and closes the channel.
 func (ss *session) exit(ps *os.ProcessState) {
+	<-ss.replied
 	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		for name, sig := range signals {
 			if sig == ws.Signal() {
@@ -255,6 +264,7 @@ func (ss *session) exit(ps *os.ProcessState) {
 
 // sendExit sends EOF, exit-status and close, in OpenSSH's order.
 func (ss *session) sendExit(status uint32) {
+	<-ss.replied
 	ss.ch.CloseWrite()
 	ss.ch.SendRequest("exit-status", false, ssh.Marshal(exitStatusMsg{status}))
 	ss.ch.Close()
