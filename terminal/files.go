@@ -190,9 +190,9 @@ func (f *Files) rawClient() *rawSFTP {
 }
 
 // dirErr classifies a failure to open a folder: OpenSSH answers opendir on
-// a file with a bare failure (ENOTDIR).
+// a file (ENOTDIR) with a bare failure or, since 9.x, "no such file".
 func (f *Files) dirErr(op, dir string, err error) error {
-	if isFailure(err) {
+	if isFailure(err) || errors.Is(err, fs.ErrNotExist) || errors.Is(classify(err), ErrNotExist) {
 		if fi, lerr := f.sftp.Stat(dir); lerr == nil && !fi.IsDir() {
 			return newFileErr(op, dir, ErrNotDir, err)
 		}
@@ -403,11 +403,14 @@ func (f *Files) mkdir(op, p string) error {
 	if err == nil {
 		return nil
 	}
+	// EEXIST comes back as a bare failure; ENOTDIR as a failure or, from
+	// OpenSSH 9, as "no such file".
 	if isFailure(err) {
-		// EEXIST and ENOTDIR both come back as a bare failure.
 		if _, lerr := f.sftp.Lstat(p); lerr == nil {
 			return newFileErr(op, p, ErrExists, err)
 		}
+	}
+	if isFailure(err) || errors.Is(err, fs.ErrNotExist) {
 		if fi, serr := f.sftp.Stat(path.Dir(p)); serr == nil && !fi.IsDir() {
 			return newFileErr(op, path.Dir(p), ErrNotDir, err)
 		}

@@ -106,6 +106,10 @@ func classify(err error) error {
 		return ErrUnsupported
 	case errors.As(err, &status):
 		switch status.FxCode() {
+		case sftp.ErrSSHFxNoSuchFile: // from rawSFTP, which pkg/sftp does not normalise
+			return ErrNotExist
+		case sftp.ErrSSHFxPermissionDenied:
+			return ErrPermission
 		case sftp.ErrSSHFxOpUnsupported:
 			return ErrUnsupported
 		case sftp.ErrSSHFxBadMessage:
