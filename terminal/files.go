@@ -37,9 +37,10 @@ type Files struct {
 	opts   FilesOptions
 	home   string
 
-	rawOnce sync.Once
-	raw     *rawSFTP // nil when the server refused a second sftp session
-	rawErr  error
+	rawMu       sync.Mutex
+	raw         *rawSFTP // listing session, opened on first use
+	rawFailures int      // sessions the server refused to open
+	closed      bool
 }
 
 // FilesOptions tune Files; the zero value is the default.
@@ -101,10 +102,12 @@ func NewFiles(client *ssh.Client, opts FilesOptions) (*Files, error) {
 // Close ends the SFTP sessions; transfers in progress fail with
 // ErrConnectionLost. The SSH connection stays open.
 func (f *Files) Close() error {
-	f.rawOnce.Do(func() { f.rawErr = errors.New("closed") }) // no raw session after Close
+	f.rawMu.Lock()
+	f.closed = true
 	if f.raw != nil {
 		f.raw.Close()
 	}
+	f.rawMu.Unlock()
 	return f.sftp.Close()
 }
 
@@ -150,17 +153,29 @@ func (f *Files) List(ctx context.Context, dir string) (*Listing, error) {
 		return nil, err
 	}
 	l := &Listing{Path: dir}
-	if raw := f.rawClient(); raw != nil {
-		var ents []rawEntry
-		ents, l.Truncated, err = raw.readDir(ctx, dir, f.opts.WalkLimit)
-		if err != nil {
+	listed := false
+	// A listing session that broke since the last listing is replaced
+	// once; if that fails too, pkg/sftp's session lists without owner
+	// names, or tells that the connection is gone.
+	for attempt := 0; attempt < 2 && !listed; attempt++ {
+		raw := f.rawClient()
+		if raw == nil {
+			break
+		}
+		ents, truncated, err := raw.readDir(ctx, dir, f.opts.WalkLimit)
+		var status *sftp.StatusError
+		switch {
+		case err == nil:
+			l.Truncated, listed = truncated, true
+			l.Entries = make([]Entry, 0, len(ents))
+			for _, e := range ents {
+				l.Entries = append(l.Entries, entryFromRaw(dir, e))
+			}
+		case errors.As(err, &status), ctx.Err() != nil:
 			return nil, f.dirErr(op, dir, err)
 		}
-		l.Entries = make([]Entry, 0, len(ents))
-		for _, e := range ents {
-			l.Entries = append(l.Entries, entryFromRaw(dir, e))
-		}
-	} else {
+	}
+	if !listed {
 		infos, err := f.sftp.ReadDirContext(ctx, dir)
 		if err != nil {
 			return nil, f.dirErr(op, dir, err)
@@ -181,12 +196,36 @@ func (f *Files) List(ctx context.Context, dir string) (*Listing, error) {
 	return l, nil
 }
 
-// rawClient opens the longname-capable session on first use. A server
-// that refuses a second session (MaxSessions 1) gets listings without
-// owner names rather than no listings.
+// maxRawFailures is how often a refused listing session is retried
+// before listings go on without owner names for good.
+const maxRawFailures = 3
+
+// rawClient returns the longname-capable listing session, (re)opening it
+// when needed. A server that refuses a second session (MaxSessions 1)
+// gets listings without owner names rather than no listings.
 func (f *Files) rawClient() *rawSFTP {
-	f.rawOnce.Do(func() { f.raw, f.rawErr = openRawSFTP(f.client) })
-	return f.raw
+	f.rawMu.Lock()
+	defer f.rawMu.Unlock()
+	if f.closed {
+		return nil
+	}
+	if f.raw != nil && f.raw.usable() {
+		return f.raw
+	}
+	if f.raw != nil {
+		f.raw.Close()
+		f.raw = nil
+	}
+	if f.rawFailures >= maxRawFailures {
+		return nil
+	}
+	raw, err := openRawSFTP(f.client)
+	if err != nil {
+		f.rawFailures++
+		return nil
+	}
+	f.raw = raw
+	return raw
 }
 
 // dirErr classifies a failure to open a folder: OpenSSH answers opendir on

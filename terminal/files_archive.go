@@ -319,4 +319,3 @@ func compressionFor(name string) uint16 {
 	}
 	return zip.Deflate
 }
-

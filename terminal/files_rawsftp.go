@@ -25,6 +25,10 @@ type rawSFTP struct {
 	r       *bufio.Reader
 	id      uint32
 	buf     []byte
+	// broken is set once the stream is unusable (I/O error, malformed
+	// reply, a request abandoned when its context ended); the session is
+	// then closed and Files opens a new one.
+	broken error
 }
 
 // SFTP packet types and flags used here (draft-ietf-secsh-filexfer-02).
@@ -100,6 +104,23 @@ func openRawSFTP(client *ssh.Client) (*rawSFTP, error) {
 
 func (c *rawSFTP) Close() error { return c.session.Close() }
 
+// usable reports whether the session can take another request.
+func (c *rawSFTP) usable() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.broken == nil
+}
+
+// fail marks the session broken for good: a request whose reply was not
+// read would desynchronise every later one.
+func (c *rawSFTP) fail(err error) error {
+	if c.broken == nil {
+		c.broken = fmt.Errorf("%w: listing session: %v", sftp.ErrSSHFxConnectionLost, err)
+		c.session.Close()
+	}
+	return c.broken
+}
+
 func (c *rawSFTP) send(typ byte, body func([]byte) []byte) error {
 	b := append(c.buf[:0], 0, 0, 0, 0, typ)
 	b = body(b)
@@ -128,6 +149,18 @@ func (c *rawSFTP) recv() (byte, []byte, error) {
 // request sends a packet with a fresh id followed by the given strings, and
 // returns the reply's type and body after the id.
 func (c *rawSFTP) request(typ byte, args ...string) (byte, []byte, error) {
+	if c.broken != nil {
+		return 0, nil, c.broken
+	}
+	typ, body, err := c.exchange(typ, args...)
+	var status *sftp.StatusError
+	if err != nil && !errors.As(err, &status) {
+		return 0, nil, c.fail(err)
+	}
+	return typ, body, err
+}
+
+func (c *rawSFTP) exchange(typ byte, args ...string) (byte, []byte, error) {
 	c.id++
 	id := c.id
 	err := c.send(typ, func(b []byte) []byte {
@@ -165,6 +198,17 @@ func (c *rawSFTP) request(typ byte, args ...string) (byte, []byte, error) {
 func (c *rawSFTP) readDir(ctx context.Context, dir string, limit int) (entries []rawEntry, truncated bool, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// A server that stops answering must not hold the caller past ctx:
+	// closing the session fails the pending read.
+	stop := context.AfterFunc(ctx, func() { c.session.Close() })
+	defer func() {
+		if !stop() { // ctx ended and the session was closed
+			c.fail(ctx.Err())
+			if err != nil {
+				err = ctx.Err()
+			}
+		}
+	}()
 	typ, body, err := c.request(fxpOpendir, dir)
 	if err != nil {
 		return nil, false, err

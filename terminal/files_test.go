@@ -13,11 +13,15 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shellgate/shellgate/internal/testsshd"
 )
 
 func TestFilesHomeAndStat(t *testing.T) {
@@ -356,6 +360,7 @@ func transfer(t testing.TB, e *filesEnv, size int64) {
 	t.Helper()
 	ctx := context.Background()
 	want, _ := sha256Of(t, randReader(uint64(size), size))
+	peak := watchHeap(t)
 	start := time.Now()
 	res, err := e.files.Upload(ctx, e.home, "big.bin", randReader(uint64(size), size), UploadOptions{Size: size})
 	if err != nil {
@@ -390,8 +395,14 @@ func transfer(t testing.TB, e *filesEnv, size int64) {
 		t.Fatalf("Read: %d bytes sha256 %s, want %d %s", n, got, size, want)
 	}
 	mib := float64(size) / (1 << 20)
-	t.Logf("%.0f MiB: upload %v (%.0f MiB/s), download %v (%.0f MiB/s)",
-		mib, up.Round(time.Millisecond), mib/up.Seconds(), down.Round(time.Millisecond), mib/down.Seconds())
+	heap := peak()
+	t.Logf("%.0f MiB: upload %v (%.0f MiB/s), download %v (%.0f MiB/s), peak heap %d MiB",
+		mib, up.Round(time.Millisecond), mib/up.Seconds(), down.Round(time.Millisecond), mib/down.Seconds(), heap>>20)
+	// Flat memory: bounded pipelines, whatever the size (the hashing and
+	// the test's own buffers included).
+	if heap > 96<<20 {
+		t.Errorf("peak heap %d MiB while moving %.0f MiB", heap>>20, mib)
+	}
 }
 
 func TestFilesTransfer(t *testing.T) {
@@ -725,15 +736,15 @@ func TestFilesWriteZip(t *testing.T) {
 		note := got["proj/"+SkippedNoteName]
 		delete(got, "proj/"+SkippedNoteName)
 		want := map[string]string{
-			"proj/":                  "/",
-			"proj/.hidden":           "h",
-			"proj/a.txt":             "alpha",
-			"proj/empty/":            "/",
-			"proj/link_in":           "->sub/b.log",
-			"proj/sub/":              "/",
-			"proj/sub/b.log":         strings.Repeat("log line\n", 1000),
-			"proj/sub/deeper/":       "/",
-			"proj/sub/deeper/c.gz":   string(big),
+			"proj/":                "/",
+			"proj/.hidden":         "h",
+			"proj/a.txt":           "alpha",
+			"proj/empty/":          "/",
+			"proj/link_in":         "->sub/b.log",
+			"proj/sub/":            "/",
+			"proj/sub/b.log":       strings.Repeat("log line\n", 1000),
+			"proj/sub/deeper/":     "/",
+			"proj/sub/deeper/c.gz": string(big),
 		}
 		for k, v := range want {
 			if got[k] != v {
@@ -784,6 +795,37 @@ func TestFilesWriteZip(t *testing.T) {
 			t.Errorf("WriteZip to failing writer = %v", err)
 		}
 	})
+}
+
+// watchHeap samples the heap until the returned function is called, which
+// returns the peak seen.
+func watchHeap(t testing.TB) func() uint64 {
+	stop := make(chan struct{})
+	done := make(chan uint64)
+	go func() {
+		var peak uint64
+		var ms runtime.MemStats
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			runtime.ReadMemStats(&ms)
+			peak = max(peak, ms.HeapInuse)
+			select {
+			case <-stop:
+				done <- peak
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	var once sync.Once
+	var peak uint64
+	stopFn := func() uint64 {
+		once.Do(func() { close(stop); peak = <-done })
+		return peak
+	}
+	t.Cleanup(func() { stopFn() })
+	return stopFn
 }
 
 type failWriter struct {
@@ -909,6 +951,45 @@ func TestFilesDiskFull(t *testing.T) {
 	// What fits still fits: the failed upload gave its space back.
 	if _, err := e.files.Upload(ctx, mnt, "fits.bin", randReader(2, 6<<20), UploadOptions{Size: 6 << 20}); err != nil {
 		t.Fatalf("Upload after a full disk: %v", err)
+	}
+}
+
+// TestFilesListWithoutLongnames: a server that allows one session per
+// connection still gets listings, without owner names; a listing session
+// that breaks is replaced.
+func TestFilesListSessions(t *testing.T) {
+	s := testsshd.Start(t, testsshd.Options{ExtraConfig: []string{"MaxSessions 1"}})
+	f, err := NewFiles(s.Dial(t), FilesOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for range 2 {
+		l, err := f.List(t.Context(), f.Home())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(l.Entries) == 0 || l.Entries[0].Owner != "" {
+			t.Errorf("entries %+v", l.Entries)
+		}
+	}
+
+	e := newFilesEnv(t, "openssh")
+	e.write(t, "x", nil)
+	if _, err := e.files.List(t.Context(), e.home); err != nil {
+		t.Fatal(err)
+	}
+	e.files.raw.session.Close() // as if it had broken
+	for range 2 {
+		l, err := e.files.List(t.Context(), e.home)
+		if err != nil || len(l.Entries) != 2 || l.Entries[1].Owner != e.user {
+			t.Fatalf("List after the session broke = %+v, %v", l, err)
+		}
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := e.files.List(ctx, e.home); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled List = %v", err)
 	}
 }
 

@@ -57,7 +57,7 @@ func TestOwnerFromLongname(t *testing.T) {
 	}{
 		{"-rw-r--r--    1 alice    staff        1234 Jan  1 12:00 name", "alice", "staff"},
 		{"-rw-r--r--    1 alice    staff        1234 Jan  1 12:00 name with   spaces", "alice", "staff"},
-		{"-rw-r--r--    1 1000     1001         1234 Jan  1 12:00 name", "", ""},   // no passwd entries
+		{"-rw-r--r--    1 1000     1001         1234 Jan  1 12:00 name", "", ""},      // no passwd entries
 		{"-rw-r--r--    1 alice    1001         1234 Jan  1 12:00 name", "alice", ""}, // no group entry
 		{"-rw-r--r--    1 alice    staff        9999 Jan  1 12:00 name", "", ""},      // size disagrees
 		{"drwxr-xr-x    1 alice    staff        1234 Jan  1 12:00 name", "", ""},      // mode disagrees
