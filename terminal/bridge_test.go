@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -186,22 +187,13 @@ func expect[T Message](c *client, skip ...string) T {
 			if v, ok := any(m).(*T); ok {
 				return *v
 			}
-			if !contains(skip, m.MessageType()) {
+			if !slices.Contains(skip, m.MessageType()) {
 				c.t.Fatalf("got %#v, want %T", m, *new(T))
 			}
 		case <-deadline:
 			c.t.Fatalf("no %T within 10s", *new(T))
 		}
 	}
-}
-
-func contains(xs []string, x string) bool {
-	for _, y := range xs {
-		if y == x {
-			return true
-		}
-	}
-	return false
 }
 
 func (c *client) waitStatus(state string) StatusMessage {

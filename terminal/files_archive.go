@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"path"
+	"slices"
 	"strings"
 )
 
@@ -275,7 +276,7 @@ func linkInside(rel, target string) bool {
 // note adds SkippedNoteName at the root, under a name not already taken.
 func (a *archiver) note(root string, taken []string) error {
 	name := SkippedNoteName
-	for i := 2; contains(taken, name) && i < 1000; i++ {
+	for i := 2; slices.Contains(taken, name) && i < 1000; i++ {
 		name = fmt.Sprintf("SKIPPED-BY-SHELLGATE-%d.txt", i)
 	}
 	var b strings.Builder
@@ -296,15 +297,6 @@ func (a *archiver) note(root string, taken []string) error {
 		return &writeError{err}
 	}
 	return nil
-}
-
-func contains(names []string, s string) bool {
-	for _, n := range names {
-		if n == s {
-			return true
-		}
-	}
-	return false
 }
 
 // compressionFor stores files that are compressed already (deflating them
