@@ -2,10 +2,15 @@ package bench
 
 import (
 	"context"
+	"crypto/rand"
+	"fmt"
 	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -141,4 +146,288 @@ func childBin(b *testing.B) string {
 		b.Fatalf("go build shellgate-bench: %v\n%s", err, msg)
 	}
 	return out
+}
+
+// BenchmarkFiles: a file downloaded and uploaded with OpenSSH's sftp
+// (defaults: 32 KiB requests, 64 in flight), and with shellgate's file
+// HTTP API once it exists. Downloads go to /dev/null and uploads read
+// from the page cache, so the figures are the transfer's, not the disk's;
+// uploads still land on the remote disk (the same one).
+func BenchmarkFiles(b *testing.B) {
+	srv := startSSHD(b)
+	// Readable by the sshd login user, outside its home; sftp reaches it by
+	// absolute path (internal-sftp, no chroot).
+	dir := b.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	src := filepath.Join(dir, "source.bin")
+	gen := exec.Command("sh", "-c", fmt.Sprintf("head -c %d /dev/urandom > %s && chmod 644 %s", *fileMiB<<20, src, src))
+	if out, err := gen.CombinedOutput(); err != nil {
+		b.Fatalf("%v: %s", err, out)
+	}
+	size := float64(int64(*fileMiB) << 20)
+	ctx := benchCtx(b, 10*time.Minute)
+
+	b.Run("download/openssh", func(b *testing.B) {
+		for range b.N {
+			d, err := SFTPBatch(ctx, srv, "get "+src+" /dev/null")
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(size/d.Seconds()/1e6, "MB/s")
+		}
+	})
+	b.Run("download/shellgate", func(b *testing.B) {
+		b.Skip("not built yet: shellgate has no file HTTP API")
+	})
+	b.Run("upload/openssh", func(b *testing.B) {
+		for range b.N {
+			d, err := SFTPBatch(ctx, srv, "put "+src+" upload.bin")
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(size/d.Seconds()/1e6, "MB/s")
+			if _, err := SFTPBatch(ctx, srv, "rm upload.bin"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("upload/shellgate", func(b *testing.B) {
+		b.Skip("not built yet: shellgate has no file HTTP API")
+	})
+}
+
+func levels(b *testing.B, s string) []int {
+	var out []int
+	for f := range strings.SplitSeq(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 0 {
+			b.Fatalf("bad level %q in %q", f, s)
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+// settledRSS waits for the server to go quiet, then reads its RSS.
+func settledRSS(b *testing.B, pid int) int64 {
+	time.Sleep(2 * time.Second)
+	rss, err := RSSKiB(pid)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return rss
+}
+
+// BenchmarkSessions: memory of the bridge process (a child, so only the
+// server is measured) with 0 and then more idle terminals, then the same
+// terminals typing at once: echo latency under load.
+func BenchmarkSessions(b *testing.B) {
+	srv := startSSHD(b)
+	ep, err := StartChildBridge(childBin(b), srv)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ep.Close() })
+	ctx := benchCtx(b, 10*time.Minute)
+	var terms []*Term
+	b.Cleanup(func() {
+		var wg sync.WaitGroup
+		for _, t := range terms {
+			if t != nil {
+				wg.Go(func() { t.Close() })
+			}
+		}
+		wg.Wait()
+	})
+
+	rss0 := settledRSS(b, ep.PID())
+	b.Run("idle=0", func(b *testing.B) { b.ReportMetric(float64(rss0), "RSS-KiB") })
+	for _, n := range levels(b, *idleLevels) {
+		b.Run(fmt.Sprintf("idle=%d", n), func(b *testing.B) {
+			if n > len(terms) {
+				more, err := OpenIdle(ctx, ep, n-len(terms), 8)
+				terms = append(terms, more...)
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			rss := settledRSS(b, ep.PID())
+			b.ReportMetric(float64(rss), "RSS-KiB")
+			if n > 0 {
+				b.ReportMetric(float64(rss-rss0)/float64(n), "KiB/session")
+			}
+		})
+	}
+
+	inCat := 0
+	for _, n := range levels(b, *typingLevels) {
+		b.Run(fmt.Sprintf("typing=%d", n), func(b *testing.B) {
+			if n > len(terms) {
+				more, err := OpenIdle(ctx, ep, n-len(terms), 8)
+				terms = append(terms, more...)
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			var wg sync.WaitGroup
+			errs := make(chan error, n)
+			for _, t := range terms[inCat:n] {
+				wg.Go(func() { errs <- StartCat(ctx, t) })
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			inCat = max(inCat, n)
+			shells := make([]Shell, n)
+			for i := range n {
+				shells[i] = terms[i]
+			}
+			reportTyping(b, Typing(ctx, shells, *keysPerSec, *typingFor))
+		})
+		// The same load straight to sshd with x/crypto/ssh: what the
+		// machine itself does at this many sessions.
+		b.Run(fmt.Sprintf("typing-direct=%d", n), func(b *testing.B) {
+			shells := make([]Shell, n)
+			b.Cleanup(func() {
+				for _, sh := range shells {
+					if sh != nil {
+						sh.Close()
+					}
+				}
+			})
+			var wg sync.WaitGroup
+			errs := make(chan error, n)
+			sem := make(chan struct{}, 8)
+			for i := range shells {
+				sem <- struct{}{}
+				wg.Go(func() {
+					defer func() { <-sem }()
+					sh, err := DialDirect(srv)
+					if err == nil {
+						shells[i] = sh
+						err = StartCat(ctx, sh)
+					}
+					errs <- err
+				})
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportTyping(b, Typing(ctx, shells, *keysPerSec, *typingFor))
+		})
+	}
+}
+
+func reportTyping(b *testing.B, res TypingResult) {
+	if res.Lost > 0 {
+		b.Errorf("%d of %d keystrokes never echoed", res.Lost, res.Sent)
+	}
+	b.ReportMetric(Micros(Percentile(res.Latencies, 50)), "p50-us")
+	b.ReportMetric(Micros(Percentile(res.Latencies, 99)), "p99-us")
+	b.ReportMetric(Micros(Percentile(res.Latencies, 100)), "max-us")
+	b.ReportMetric(float64(len(res.Latencies)), "echoes")
+}
+
+// BenchmarkFlood: one terminal floods (`yes`) to a client that acks
+// slowly; the bridge process's RSS is sampled throughout, then Ctrl+C is
+// typed and the time until the remote `yes` is gone is measured.
+func BenchmarkFlood(b *testing.B) {
+	srv := startSSHD(b)
+	ep, err := StartChildBridge(childBin(b), srv)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ep.Close() })
+	for range b.N {
+		ctx := benchCtx(b, *floodFor+2*time.Minute)
+		terms, err := OpenIdle(ctx, ep, 1, 1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		t := terms[0]
+		before := settledRSS(b, ep.PID())
+
+		// The slow client: acks at a fixed rate, never more than received.
+		t.SetAckEvery(0)
+		t.AckAll()
+		perTick := int64(*floodAckKiB) << 10 / 10
+		ackCtx, stopAck := context.WithCancel(ctx)
+		var ackWG sync.WaitGroup
+		ackWG.Go(func() {
+			tick := time.NewTicker(100 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-tick.C:
+					t.Ack(min(t.Received(), t.Acked()+perTick))
+				case <-ackCtx.Done():
+					return
+				}
+			}
+		})
+
+		needle := "sgflood_" + strings.ToLower(rand.Text()[:10])
+		start := time.Now()
+		startOff := t.Received()
+		if err := t.Type([]byte("yes " + needle + "\r")); err != nil {
+			b.Fatal(err)
+		}
+		pid := 0
+		for pid == 0 && time.Since(start) < 10*time.Second {
+			time.Sleep(10 * time.Millisecond)
+			pid = FindProcess(needle)
+		}
+		if pid == 0 {
+			b.Fatal("the flood process did not appear")
+		}
+		peak := before
+		sample := time.NewTicker(250 * time.Millisecond)
+		for time.Since(start) < *floodFor {
+			<-sample.C
+			rss, err := RSSKiB(ep.PID())
+			if err != nil {
+				b.Fatal(err)
+			}
+			peak = max(peak, rss)
+		}
+		sample.Stop()
+		end, _ := RSSKiB(ep.PID())
+		delivered := t.Received() - startOff
+		elapsed := time.Since(start)
+
+		// Ctrl+C, while the client is still acking slowly.
+		sent := time.Now()
+		if err := t.Type([]byte{0x03}); err != nil {
+			b.Fatal(err)
+		}
+		for Alive(pid) && time.Since(sent) < 10*time.Second {
+			time.Sleep(time.Millisecond)
+		}
+		ctrlC := time.Since(sent)
+		if Alive(pid) {
+			b.Errorf("Ctrl+C did not stop the flood within 10s")
+		}
+		stopAck()
+		ackWG.Wait()
+		t.Close()
+
+		b.ReportMetric(float64(before), "RSS-before-KiB")
+		b.ReportMetric(float64(peak-before), "growth-KiB")
+		b.ReportMetric(float64(end-before), "end-growth-KiB")
+		b.ReportMetric(float64(delivered)/elapsed.Seconds()/1024, "delivered-KiB/s")
+		b.ReportMetric(float64(ctrlC)/float64(time.Millisecond), "ctrlc-ms")
+	}
 }

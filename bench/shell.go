@@ -100,7 +100,7 @@ func newStreamShell(stdin io.Writer, stdout io.Reader, closeFn func() error) *st
 		for {
 			n, err := stdout.Read(buf)
 			if n > 0 {
-				if fn := s.output.Load(); fn != nil {
+				if fn := s.output.Load(); fn != nil && *fn != nil {
 					(*fn)(buf[:n])
 				}
 			}

@@ -198,7 +198,7 @@ func (t *Term) readLoop() {
 			continue
 		}
 		off := t.received.Add(int64(len(buf)))
-		if fn := t.output.Load(); fn != nil {
+		if fn := t.output.Load(); fn != nil && *fn != nil {
 			(*fn)(buf)
 		}
 		if every := t.ackEvery.Load(); every > 0 && off-t.acked.Load() >= every {
