@@ -3,8 +3,8 @@ package bench
 import (
 	"context"
 	"crypto/rand"
-	"fmt"
 	"flag"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"

@@ -55,11 +55,10 @@ func main() {
 	}
 }
 
-// group is one benchmark function run -count times in one process.
+// group is one benchmark function, run once per run in a process of its own.
 type group struct {
 	name  string // for -only
 	bench string // benchmark function
-	runs  int
 }
 
 type config struct {
@@ -119,11 +118,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	started := time.Now()
 
 	groups := []group{
-		{"throughput", "BenchmarkThroughput", cfg.runs},
-		{"echo", "BenchmarkEcho", cfg.runs},
-		{"files", "BenchmarkFiles", cfg.runs},
-		{"sessions", "BenchmarkSessions", cfg.runs},
-		{"flood", "BenchmarkFlood", cfg.floodRuns},
+		{"throughput", "BenchmarkThroughput"},
+		{"echo", "BenchmarkEcho"},
+		{"files", "BenchmarkFiles"},
+		{"sessions", "BenchmarkSessions"},
+		{"flood", "BenchmarkFlood"},
 	}
 	if cfg.only != "" {
 		want := strings.Split(cfg.only, ",")
@@ -154,27 +153,41 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
+	// Each run is a fresh test process per group (a new sshd, a new
+	// bridge child), and runs are passes over all groups, so a slow moment
+	// of the machine lands in one run of everything rather than in every
+	// run of one figure. (go test -count would repeat each sub-benchmark
+	// back to back in one process, reusing its state.)
 	res := newResults()
-	for _, g := range groups {
-		fmt.Fprintf(stderr, "\n== %s (%d run(s))\n", g.name, g.runs)
-		bargs := append([]string{
-			"-test.run=^$", "-test.bench=^" + g.bench + "$", "-test.benchtime=1x",
-			"-test.count=" + strconv.Itoa(g.runs), "-test.v", "-test.timeout=" + cfg.timeout.String(),
-			"-sg.bridge-bin=" + self,
-		}, cfg.pass...)
-		cmd := exec.CommandContext(ctx, testBin, bargs...)
-		cmd.Dir = filepath.Join(root, "bench")
-		cmd.Stderr = stderr
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			return err
-		}
-		if err := cmd.Start(); err != nil {
-			return err
-		}
-		res.parse(io.TeeReader(out, stderr))
-		if err := cmd.Wait(); err != nil {
-			res.Failures = append(res.Failures, fmt.Sprintf("%s: %v", g.bench, err))
+	for i := range cfg.runs {
+		run := res.newRun()
+		for _, g := range groups {
+			if g.name == "flood" && i >= cfg.floodRuns {
+				continue
+			}
+			fmt.Fprintf(stderr, "\n== run %d/%d: %s\n", i+1, cfg.runs, g.name)
+			bargs := append([]string{
+				"-test.run=^$", "-test.bench=^" + g.bench + "$", "-test.benchtime=1x",
+				"-test.count=1", "-test.v", "-test.timeout=" + cfg.timeout.String(),
+				"-sg.bridge-bin=" + self,
+			}, cfg.pass...)
+			cmd := exec.CommandContext(ctx, testBin, bargs...)
+			cmd.Dir = filepath.Join(root, "bench")
+			cmd.Stderr = stderr
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				return err
+			}
+			if err := cmd.Start(); err != nil {
+				return err
+			}
+			res.parse(run, io.TeeReader(out, stderr))
+			if err := cmd.Wait(); err != nil {
+				res.Failures = append(res.Failures, fmt.Sprintf("run %d %s: %v", i+1, g.bench, err))
+			}
+			if ctx.Err() != nil {
+				return context.Cause(ctx)
+			}
 		}
 	}
 
@@ -216,16 +229,19 @@ func moduleRoot(ctx context.Context) (string, error) {
 	return filepath.Dir(gomod), nil
 }
 
-// results holds every reported value: benchmark name → unit → values in
-// run order.
+// results holds every reported value, run by run.
 type results struct {
-	Values   map[string]map[string][]float64
-	Skipped  map[string]string // benchmark → reason
-	Failures []string
+	Runs     []map[string]map[string]float64 `json:"runs"` // run → benchmark → unit → value
+	Skipped  map[string]string               `json:"skipped"`
+	Failures []string                        `json:"failures"`
 }
 
-func newResults() *results {
-	return &results{Values: map[string]map[string][]float64{}, Skipped: map[string]string{}}
+func newResults() *results { return &results{Skipped: map[string]string{}} }
+
+func (r *results) newRun() map[string]map[string]float64 {
+	run := map[string]map[string]float64{}
+	r.Runs = append(r.Runs, run)
+	return run
 }
 
 var (
@@ -235,8 +251,8 @@ var (
 	failLine  = regexp.MustCompile(`^\s*--- FAIL: (Benchmark\S+)`)
 )
 
-// parse reads go test -bench -v output.
-func (r *results) parse(out io.Reader) {
+// parse reads go test -bench -v output into run.
+func (r *results) parse(run map[string]map[string]float64, out io.Reader) {
 	sc := bufio.NewScanner(out)
 	lastLog := ""
 	for sc.Scan() {
@@ -264,10 +280,10 @@ func (r *results) parse(out io.Reader) {
 			if err != nil || f[i+1] == "ns/op" {
 				continue
 			}
-			if r.Values[name] == nil {
-				r.Values[name] = map[string][]float64{}
+			if run[name] == nil {
+				run[name] = map[string]float64{}
 			}
-			r.Values[name][f[i+1]] = append(r.Values[name][f[i+1]], v)
+			run[name][f[i+1]] = v
 		}
 	}
 }
@@ -282,7 +298,30 @@ func stripProcs(name string) string {
 	return name
 }
 
-func (r *results) get(name, unit string) []float64 { return r.Values[name][unit] }
+// get lists a figure's values over the runs that have it.
+func (r *results) get(name, unit string) []float64 {
+	var out []float64
+	for _, run := range r.Runs {
+		if v, ok := run[name][unit]; ok {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// pairwise combines two figures run by run (both measured in the same run,
+// on the same sshd, one after the other), over the runs that have both.
+func (r *results) pairwise(nameA, unitA, nameB, unitB string, op func(a, b float64) float64) []float64 {
+	var out []float64
+	for _, run := range r.Runs {
+		a, okA := run[nameA][unitA]
+		b, okB := run[nameB][unitB]
+		if okA && okB {
+			out = append(out, op(a, b))
+		}
+	}
+	return out
+}
 
 // Figure is one line of the report.
 type Figure struct {
@@ -324,16 +363,6 @@ func summarize(section, name, unit string, runs []float64) Figure {
 	return f
 }
 
-// pairwise combines two series run by run (the paths of a group run
-// interleaved, so run i of each shares the machine's state).
-func pairwise(a, b []float64, op func(a, b float64) float64) []float64 {
-	var out []float64
-	for i := range min(len(a), len(b)) {
-		out = append(out, op(a[i], b[i]))
-	}
-	return out
-}
-
 func ratio(a, b float64) float64 { return a / b }
 func diff(a, b float64) float64  { return a - b }
 
@@ -359,9 +388,8 @@ func buildReport(cfg config, r *results, started time.Time) Report {
 	} {
 		add(summarize(sec, p.label, "MB/s", r.get("BenchmarkThroughput/"+p.bench, "MB/s")))
 	}
-	a := r.get("BenchmarkThroughput/direct", "MB/s")
-	add(summarize(sec, "ratio b/a", "×", pairwise(r.get("BenchmarkThroughput/openssh", "MB/s"), a, ratio)))
-	add(withTarget(summarize(sec, "ratio c/a", "×", pairwise(r.get("BenchmarkThroughput/bridge-inproc", "MB/s"), a, ratio)),
+	add(summarize(sec, "ratio b/a", "×", r.pairwise("BenchmarkThroughput/openssh", "MB/s", "BenchmarkThroughput/direct", "MB/s", ratio)))
+	add(withTarget(summarize(sec, "ratio c/a", "×", r.pairwise("BenchmarkThroughput/bridge-inproc", "MB/s", "BenchmarkThroughput/direct", "MB/s", ratio)),
 		"≥ 0.85", func(v float64) bool { return v >= 0.85 }))
 
 	// Echo.
@@ -374,9 +402,9 @@ func buildReport(cfg config, r *results, started time.Time) Report {
 		}
 	}
 	add(summarize(sec, "added by the bridge, p50", "µs",
-		pairwise(r.get("BenchmarkEcho/bridge-inproc", "p50-us"), r.get("BenchmarkEcho/direct", "p50-us"), diff)))
+		r.pairwise("BenchmarkEcho/bridge-inproc", "p50-us", "BenchmarkEcho/direct", "p50-us", diff)))
 	add(withTarget(summarize(sec, "added by the bridge, p99", "µs",
-		pairwise(r.get("BenchmarkEcho/bridge-inproc", "p99-us"), r.get("BenchmarkEcho/direct", "p99-us"), diff)),
+		r.pairwise("BenchmarkEcho/bridge-inproc", "p99-us", "BenchmarkEcho/direct", "p99-us", diff)),
 		"< 250 µs", func(v float64) bool { return v < 250 }))
 
 	// Files.
@@ -388,7 +416,7 @@ func buildReport(cfg config, r *results, started time.Time) Report {
 			add(Figure{Section: sec, Name: dir + ", shellgate HTTP", Unit: "MB/s", Target: "ratio ≥ 0.8", Note: why})
 		} else {
 			add(summarize(sec, dir+", shellgate HTTP", "MB/s", r.get(name, "MB/s")))
-			add(withTarget(summarize(sec, dir+" ratio", "×", pairwise(r.get(name, "MB/s"), r.get("BenchmarkFiles/"+dir+"/openssh", "MB/s"), ratio)),
+			add(withTarget(summarize(sec, dir+" ratio", "×", r.pairwise(name, "MB/s", "BenchmarkFiles/"+dir+"/openssh", "MB/s", ratio)),
 				"≥ 0.8", func(v float64) bool { return v >= 0.8 }))
 		}
 	}
@@ -431,9 +459,11 @@ func buildReport(cfg config, r *results, started time.Time) Report {
 // sortedNames lists benchmark names with prefix, by the number after it.
 func sortedNames(r *results, prefix string) []string {
 	var names []string
-	for name := range r.Values {
-		if strings.HasPrefix(name, prefix) {
-			names = append(names, name)
+	for _, run := range r.Runs {
+		for name := range run {
+			if strings.HasPrefix(name, prefix) && !slices.Contains(names, name) {
+				names = append(names, name)
+			}
 		}
 	}
 	num := func(s string) int { n, _ := strconv.Atoi(strings.TrimPrefix(s, prefix)); return n }
