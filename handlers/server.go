@@ -5,6 +5,7 @@
 package handlers
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
@@ -15,9 +16,12 @@ import (
 
 	"github.com/gorilla/sessions"
 	"github.com/labstack/echo/v4"
+	"golang.org/x/crypto/ssh"
 
+	"github.com/shellgate/shellgate/jobs"
 	"github.com/shellgate/shellgate/static"
 	"github.com/shellgate/shellgate/store"
+	"github.com/shellgate/shellgate/terminal"
 	"github.com/shellgate/shellgate/views"
 )
 
@@ -40,6 +44,8 @@ type Config struct {
 	Logger     *slog.Logger
 	// Now is the clock, replaceable in tests.
 	Now func() time.Time
+	// Stacks configures the stack pages: gateway key, SSH dialer, deploy worker.
+	Stacks StacksConfig
 }
 
 // Server holds the dependencies of every handler.
@@ -51,6 +57,7 @@ type Server struct {
 	assets   views.Assets
 	secure   bool // cookies carry Secure: the public URL is https
 	throttle throttle
+	stacks   StacksConfig
 }
 
 // New builds the echo application with every route and middleware.
@@ -67,7 +74,24 @@ func New(cfg Config, st store.Store) (*echo.Echo, *Server, error) {
 	if cfg.SessionTTL <= 0 {
 		cfg.SessionTTL = 12 * time.Hour
 	}
+	if cfg.Stacks.Dialer == nil {
+		cfg.Stacks.Dialer = &net.Dialer{}
+	}
+	if cfg.Stacks.ScanTimeout <= 0 {
+		cfg.Stacks.ScanTimeout = 10 * time.Second
+	}
+	if cfg.Stacks.Scan == nil {
+		sc := cfg.Stacks
+		cfg.Stacks.Scan = func(ctx context.Context, t *terminal.Target) (ssh.PublicKey, error) {
+			var auth terminal.Auth
+			if sc.Gateway != nil {
+				auth.Signers = []ssh.Signer{sc.Gateway.Signer}
+			}
+			return jobs.ScanHostKey(ctx, sc.Dialer, t, auth)
+		}
+	}
 	s := &Server{
+		stacks:   cfg.Stacks,
 		cfg:      cfg,
 		store:    st,
 		log:      cfg.Logger,

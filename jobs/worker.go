@@ -1,0 +1,290 @@
+package jobs
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	mathrand "math/rand/v2"
+	"time"
+
+	"github.com/shellgate/shellgate/store"
+	"github.com/shellgate/shellgate/terminal"
+)
+
+// Key is one key to deploy or remove.
+type Key struct {
+	ID   int64
+	Name string // [A-Za-z0-9_]{1,32}; the login name in user-per-key mode
+	// AuthorizedLine is the public key, "type base64".
+	AuthorizedLine string
+}
+
+// Deployer edits authorized_keys over SSH. Deploy adds each key's line (marked as
+// shellgate's) to the target's login user, or with userPerKey to a login named after
+// the key, creating it; Remove takes exactly those lines out again. Both must refuse
+// a changed host key before authenticating (terminal.Dial does) and may call log
+// with steps in plain words ("Adding user: My_office_Laptop").
+//
+// The deploy branch's terminal.Deployer satisfies it through a small adapter.
+type Deployer interface {
+	Deploy(ctx context.Context, t *terminal.Target, keys []Key, userPerKey bool, log func(string)) error
+	Remove(ctx context.Context, t *terminal.Target, keys []Key, userPerKey bool, log func(string)) error
+}
+
+// QueueStore is the part of the store the worker uses.
+type QueueStore interface {
+	ClaimDeployment(ctx context.Context, now time.Time, lease time.Duration, maxAttempts int, token string) (*store.Deployment, error)
+	FinishDeployment(ctx context.Context, d *store.Deployment, jobErr error, retryAt, now time.Time) error
+	ListServers(ctx context.Context, stackID int64) ([]store.Server, error)
+	SetPresentedKey(ctx context.Context, serverID int64, key string, at time.Time) error
+	AppendStackLog(ctx context.Context, l *store.StackLogLine) error
+	AppendEvent(ctx context.Context, e *store.Event) error
+}
+
+// Worker runs the deployment queue.
+//
+// Retry policy: a failed job is retried after Backoff·2^(attempts−1), capped at
+// MaxBackoff, with ±20 % jitter, at most MaxAttempts times; then it stays failed until
+// an admin presses Retry or re-pins the host key. A changed host key is not retried
+// at all: the job waits for a person.
+type Worker struct {
+	Store    QueueStore
+	Deployer Deployer
+	Log      *slog.Logger
+	Now      func() time.Time
+
+	PollInterval time.Duration // how often to look for due jobs; default 2s
+	Lease        time.Duration // how long a claim lasts; default 2m
+	JobTimeout   time.Duration // one job's SSH work; default 90s (below Lease)
+	MaxAttempts  int           // default 8
+	Backoff      time.Duration // first retry delay; default 10s
+	MaxBackoff   time.Duration // default 30m
+
+	wake chan struct{}
+}
+
+func (w *Worker) defaults() {
+	if w.Log == nil {
+		w.Log = slog.Default()
+	}
+	if w.Now == nil {
+		w.Now = time.Now
+	}
+	if w.PollInterval <= 0 {
+		w.PollInterval = 2 * time.Second
+	}
+	if w.Lease <= 0 {
+		w.Lease = 2 * time.Minute
+	}
+	if w.JobTimeout <= 0 || w.JobTimeout >= w.Lease {
+		w.JobTimeout = w.Lease * 3 / 4
+	}
+	if w.MaxAttempts <= 0 {
+		w.MaxAttempts = 8
+	}
+	if w.Backoff <= 0 {
+		w.Backoff = 10 * time.Second
+	}
+	if w.MaxBackoff <= 0 {
+		w.MaxBackoff = 30 * time.Minute
+	}
+}
+
+// NewWorker returns a worker with defaults filled in.
+func NewWorker(st QueueStore, d Deployer) *Worker {
+	w := &Worker{Store: st, Deployer: d, wake: make(chan struct{}, 1)}
+	w.defaults()
+	return w
+}
+
+// Wake makes a sleeping Run look for jobs now (after an attach, say). It never blocks.
+func (w *Worker) Wake() {
+	if w == nil || w.wake == nil {
+		return
+	}
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run works the queue until ctx is cancelled, and returns nil then. A job running at
+// that moment is cancelled with it; its claim lapses and another run picks it up.
+func (w *Worker) Run(ctx context.Context) error {
+	w.defaults()
+	if w.wake == nil {
+		w.wake = make(chan struct{}, 1)
+	}
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+		case <-w.wake:
+		}
+		// Drain what is due, one job at a time, then sleep.
+		for ctx.Err() == nil {
+			ran, err := w.RunOnce(ctx)
+			if err != nil && ctx.Err() == nil {
+				w.Log.Error("deployment queue", "err", err)
+			}
+			if !ran || err != nil {
+				break
+			}
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(w.PollInterval)
+	}
+}
+
+// RunOnce claims one due job and runs it. It reports whether there was one.
+func (w *Worker) RunOnce(ctx context.Context) (bool, error) {
+	w.defaults()
+	token := newToken()
+	d, err := w.Store.ClaimDeployment(ctx, w.Now(), w.Lease, w.MaxAttempts, token)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("claim: %w", err)
+	}
+	jobErr, retryAt := w.run(ctx, d)
+	// Recording the outcome must survive a cancelled ctx (shutdown mid-job).
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := w.Store.FinishDeployment(fctx, d, jobErr, retryAt, w.Now()); err != nil {
+		return true, fmt.Errorf("finish deployment %d: %w", d.ID, err)
+	}
+	return true, nil
+}
+
+func newToken() string {
+	b := make([]byte, 12)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// run does one job and returns its error and, on failure, when to retry.
+func (w *Worker) run(ctx context.Context, d *store.Deployment) (error, time.Time) {
+	servers, err := w.Store.ListServers(ctx, d.StackID)
+	if err != nil {
+		return err, w.retryAt(d)
+	}
+	var sv *store.Server
+	for i := range servers {
+		if servers[i].ID == d.ServerID {
+			sv = &servers[i]
+		}
+	}
+	logLine := func(line string) { w.stackLog(ctx, d, line) }
+	if sv == nil {
+		return store.ErrNotFound, store.NeverRetry
+	}
+	t, err := Target(servers, sv.ID)
+	if err != nil {
+		logLine(fmt.Sprintf("Cannot reach %s: %v.", serverLabel(sv), err))
+		return err, w.retryAt(d)
+	}
+	keys := []Key{{ID: d.KeyID, Name: d.KeyName, AuthorizedLine: d.PublicKey}}
+	removing := d.State == store.DeployRemoving
+	if !removing && d.Attempts == 1 {
+		if d.UserPerKey {
+			logLine("Adding user: " + d.KeyName)
+		} else {
+			logLine(fmt.Sprintf("Adding key %s for %s on %s", d.KeyName, sv.LoginUser, serverLabel(sv)))
+		}
+	}
+	jctx, cancel := context.WithTimeout(ctx, w.JobTimeout)
+	defer cancel()
+	if removing {
+		err = w.Deployer.Remove(jctx, t, keys, d.UserPerKey, logLine)
+	} else {
+		err = w.Deployer.Deploy(jctx, t, keys, d.UserPerKey, logLine)
+	}
+	verb, prep := "deployed", "to"
+	if removing {
+		verb, prep = "removed", "from"
+	}
+	if err == nil {
+		logLine(fmt.Sprintf("Key %s %s %s %s", d.KeyName, verb, prep, serverLabel(sv)))
+		w.audit(ctx, "deploy."+map[bool]string{false: "add", true: "remove"}[removing], d, sv, true, "")
+		return nil, time.Time{}
+	}
+	if ctx.Err() != nil {
+		// Shutting down: not the server's fault; retry soon without blaming it.
+		return fmt.Errorf("interrupted: %w", err), w.Now()
+	}
+	msg := terminal.UserMessage(err)
+	w.Log.Warn("deployment failed", "stack", d.StackID, "server", sv.Name, "key", d.KeyName, "err", err)
+	var hk *terminal.HostKeyError
+	if errors.As(err, &hk) && errors.Is(err, terminal.ErrHostKeyChanged) && hk.Target != nil && hk.Target.Name == sv.Name {
+		// Recorded so the stack page shows the server as blocked and an admin can
+		// compare fingerprints; nothing connects to it until they re-pin.
+		if perr := w.Store.SetPresentedKey(ctx, sv.ID, KeyLine(hk.Presented), w.Now()); perr != nil {
+			w.Log.Error("record presented host key", "err", perr)
+		}
+		logLine(msg)
+		w.audit(ctx, "deploy."+map[bool]string{false: "add", true: "remove"}[removing], d, sv, false, "host key changed")
+		return errors.New(msg), store.NeverRetry
+	}
+	retry := w.retryAt(d)
+	if d.Attempts >= w.MaxAttempts {
+		logLine(fmt.Sprintf("Could not %s key %s %s %s: %s Gave up after %d attempts; press Retry on the stack page.",
+			map[bool]string{false: "deploy", true: "remove"}[removing], d.KeyName, prep, serverLabel(sv), msg, d.Attempts))
+	} else {
+		logLine(fmt.Sprintf("Could not %s key %s %s %s: %s Retrying in %s.",
+			map[bool]string{false: "deploy", true: "remove"}[removing], d.KeyName, prep, serverLabel(sv), msg,
+			retry.Sub(w.Now()).Round(time.Second)))
+	}
+	w.audit(ctx, "deploy."+map[bool]string{false: "add", true: "remove"}[removing], d, sv, false, msg)
+	return errors.New(msg), retry
+}
+
+// retryAt is the exponential backoff with jitter for a job that just failed.
+func (w *Worker) retryAt(d *store.Deployment) time.Time {
+	delay := w.Backoff
+	for i := 1; i < d.Attempts && delay < w.MaxBackoff; i++ {
+		delay *= 2
+	}
+	delay = min(delay, w.MaxBackoff)
+	jitter := time.Duration(mathrand.Int64N(int64(delay)/5+1)) - delay/10
+	return w.Now().Add(delay + jitter)
+}
+
+func serverLabel(sv *store.Server) string {
+	return fmt.Sprintf("%s (%s)", sv.Name, sv.Host)
+}
+
+func (w *Worker) stackLog(ctx context.Context, d *store.Deployment, line string) {
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := w.Store.AppendStackLog(lctx, &store.StackLogLine{
+		StackID: d.StackID, ServerID: d.ServerID, At: w.Now(), Tab: store.LogDeploy, Line: line,
+	}); err != nil {
+		w.Log.Error("stack log", "err", err)
+	}
+}
+
+func (w *Worker) audit(ctx context.Context, kind string, d *store.Deployment, sv *store.Server, ok bool, reason string) {
+	detail := map[string]string{"key": d.KeyName, "stack": fmt.Sprint(d.StackID)}
+	if reason != "" {
+		detail["reason"] = reason
+	}
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := w.Store.AppendEvent(actx, &store.Event{
+		At: w.Now(), Kind: kind, ActorName: "shellgate", OK: ok, Target: serverLabel(sv), Detail: detail,
+	}); err != nil {
+		w.Log.Error("audit event not written", "kind", kind, "err", err)
+	}
+}
