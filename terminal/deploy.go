@@ -226,11 +226,33 @@ func (d *Deployer) run(ctx context.Context, t *Target, keys []DeployKey, mode De
 	// never leave a half-written authorized_keys behind.
 	stop := context.AfterFunc(ctx, func() { client.Close() })
 	defer stop()
+	dead := make(chan struct{})
+	go func() {
+		client.Wait()
+		close(dead)
+	}()
 	err = d.apply(ctx, client, t, keys, lines, mode, add, logf)
-	if err != nil && ctx.Err() != nil {
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
 		err = fmt.Errorf("%w (%w)", context.Cause(ctx), err)
+	case connectionDead(dead):
+		// SFTP reports a dropped connection as whatever write or read
+		// failed first; say what happened.
+		err = fmt.Errorf("%w: %w", ErrConnectionLost, err)
 	}
 	return err
+}
+
+// connectionDead reports whether dead closes soon: the SSH transport
+// notices a dropped connection a moment after the request that failed.
+func connectionDead(dead <-chan struct{}) bool {
+	select {
+	case <-dead:
+		return true
+	case <-time.After(500 * time.Millisecond):
+		return false
+	}
 }
 
 func (d *Deployer) apply(ctx context.Context, client *ssh.Client, t *Target, keys []DeployKey, lines []string, mode DeployMode, add bool, logf func(string, ...any)) error {
