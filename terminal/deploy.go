@@ -301,10 +301,9 @@ func (d *Deployer) editKeys(ctx context.Context, sc *sftp.Client, t *Target, log
 	if err := d.editFile(ctx, sc, home, add, edit); err != nil {
 		return err
 	}
+	// In user-per-key mode the login is the key's name, so the spec's
+	// plain "Key NAME deployed to web-1 (10.0.0.5)" already says where.
 	where := hostLabel(t)
-	if login != t.User {
-		where = login + "@" + where
-	}
 	for i, k := range keys {
 		switch {
 		case !add && removed[i]:

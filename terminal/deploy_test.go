@@ -561,3 +561,85 @@ func TestTempNames(t *testing.T) {
 		}
 	}
 }
+
+// TestDeployConcurrentEditByAdmin: someone edits authorized_keys while we
+// are between reading it and renaming our copy over it. Renaming anyway
+// would silently drop their change; the deployer starts over instead.
+func TestDeployConcurrentEditByAdmin(t *testing.T) {
+	s := testsshd.Start(t, testsshd.Options{})
+	s.RequireThrowawayUser(t)
+	ak := s.AuthorizedKeysPath()
+	appendLine := func(line string) {
+		f, err := os.OpenFile(ak, os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		f.WriteString(line)
+		f.Close()
+	}
+	key, _ := deployKeyFile(t, 13, "heidi")
+	d := gatewayDeployer(s)
+	calls := 0
+	d.beforeRename = func() {
+		if calls++; calls == 1 {
+			appendLine("# added by the admin meanwhile\n")
+		}
+	}
+	if err := d.Deploy(t.Context(), sshdTarget(s), []DeployKey{key}, DeployToLogin, nil); err != nil {
+		t.Fatal(err)
+	}
+	got := readFile(t, ak)
+	if !bytes.Contains(got, []byte("# added by the admin meanwhile\n")) || !bytes.Contains(got, []byte("shellgate:key=13 heidi")) {
+		t.Errorf("want both the admin's line and ours:\n%s", got)
+	}
+	if calls != 2 {
+		t.Errorf("%d attempts, want 2", calls)
+	}
+
+	// A file that never stops changing is left to its editor.
+	before := readFile(t, ak)
+	k2, _ := deployKeyFile(t, 14, "ivan")
+	n := 0
+	d.beforeRename = func() { n++; appendLine("# busy " + strings.Repeat("x", n) + "\n") }
+	err := d.Deploy(t.Context(), sshdTarget(s), []DeployKey{k2}, DeployToLogin, nil)
+	if !errors.Is(err, ErrConcurrentEdit) {
+		t.Fatalf("err = %v, want ErrConcurrentEdit", err)
+	}
+	if got := readFile(t, ak); bytes.Contains(got, []byte("shellgate:key=14")) || !bytes.HasPrefix(got, before) {
+		t.Errorf("file after giving up:\n%s", got)
+	}
+	if left := tempFiles(t, filepath.Dir(ak)); len(left) != 0 {
+		t.Errorf("temp files left behind: %v", left)
+	}
+}
+
+// TestDeployConcurrentAttachments: keys attached at the same moment all end
+// up in the file (no lost update between read and rename).
+func TestDeployConcurrentAttachments(t *testing.T) {
+	s := testsshd.Start(t, testsshd.Options{})
+	s.RequireThrowawayUser(t)
+	d := gatewayDeployer(s)
+	const n = 6
+	keys := make([]DeployKey, n)
+	for i := range keys {
+		keys[i], _ = deployKeyFile(t, int64(100+i), "k"+string(rune('a'+i)))
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range keys {
+		wg.Go(func() {
+			errs[i] = d.Deploy(t.Context(), sshdTarget(s), keys[i:i+1], DeployToLogin, nil)
+		})
+	}
+	wg.Wait()
+	got := readFile(t, s.AuthorizedKeysPath())
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("deploy %d: %v", i, err)
+		}
+		if !bytes.Contains(got, []byte(keys[i].AuthorizedLine)) {
+			t.Errorf("key %d missing:\n%s", i, got)
+		}
+	}
+}
