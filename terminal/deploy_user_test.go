@@ -240,3 +240,20 @@ func TestParsePasswd(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParsePasswd: whatever a server prints, a parsed entry has an
+// absolute home without line breaks, for the name that was asked.
+func FuzzParsePasswd(f *testing.F) {
+	f.Add("bob:x:1001:1001:Bob:/home/bob:/bin/bash\n", "bob")
+	f.Add("bob:x:1001:1001::/home/bob:/bin/bash\nbob:x:0:0::/root:/bin/sh\n", "bob")
+	f.Fuzz(func(t *testing.T, out, name string) {
+		e, err := parsePasswd(out, name)
+		if err != nil {
+			return
+		}
+		if !strings.HasPrefix(e.home, "/") || strings.ContainsAny(e.home, "\r\n\x00") || e.uid < 0 ||
+			!strings.HasPrefix(out, name+":") {
+			t.Errorf("parsePasswd(%q, %q) = %+v", out, name, e)
+		}
+	})
+}
