@@ -18,7 +18,6 @@ import (
 	"github.com/labstack/echo/v4"
 	"golang.org/x/crypto/ssh"
 
-	"github.com/shellgate/shellgate/jobs"
 	"github.com/shellgate/shellgate/static"
 	"github.com/shellgate/shellgate/store"
 	"github.com/shellgate/shellgate/terminal"
@@ -81,13 +80,11 @@ func New(cfg Config, st store.Store) (*echo.Echo, *Server, error) {
 		cfg.Stacks.ScanTimeout = 10 * time.Second
 	}
 	if cfg.Stacks.Scan == nil {
-		sc := cfg.Stacks
+		// Without a deployer's scan (which authenticates to jump hosts with the
+		// gateway key), only servers without a jump host can be scanned.
+		d := cfg.Stacks.Dialer
 		cfg.Stacks.Scan = func(ctx context.Context, t *terminal.Target) (ssh.PublicKey, error) {
-			var auth terminal.Auth
-			if sc.Gateway != nil {
-				auth.Signers = []ssh.Signer{sc.Gateway.Signer}
-			}
-			return jobs.ScanHostKey(ctx, sc.Dialer, t, auth)
+			return terminal.ScanHostKey(ctx, d, t, terminal.DialOptions{})
 		}
 	}
 	s := &Server{

@@ -6,11 +6,13 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 
 	"golang.org/x/crypto/ssh"
 
 	"github.com/shellgate/shellgate/store"
+	"github.com/shellgate/shellgate/terminal"
 )
 
 // Sealer seals secrets at rest; *secrets.Keyring satisfies it.
@@ -87,4 +89,36 @@ func LoadOrCreateIdentity(ctx context.Context, st IdentityStore, sealer Sealer) 
 		return nil, errors.New("gateway key: public and private parts do not match")
 	}
 	return &Identity{Signer: signer, AuthorizedLine: g.PublicKey}, nil
+}
+
+// GatewayKeyID marks the gateway's own line in authorized_keys
+// ("shellgate:key=<id>"). It is far above any ssh_keys row id, so it never collides
+// with a user's key.
+const GatewayKeyID int64 = math.MaxInt64
+
+// DeployKey is the gateway key in the form the deployer installs.
+func (id *Identity) DeployKey() terminal.DeployKey {
+	return terminal.DeployKey{ID: GatewayKeyID, Name: "shellgate_gateway", AuthorizedLine: KeyLine(id.Signer.PublicKey())}
+}
+
+// InstallWithPassword logs in to t once with the login's password and installs the
+// gateway key, like ssh-copy-id. The target's host key must be pinned. Jump hosts
+// are reached with the gateway key, so the password is offered to t alone.
+func InstallWithPassword(ctx context.Context, d terminal.Dialer, id *Identity, t *terminal.Target, password string, log func(string)) error {
+	if len(t.HostKeys) == 0 {
+		return terminal.ErrHostKeyNotPinned
+	}
+	via := d
+	if t.Jump != nil {
+		jc, err := terminal.Dial(ctx, d, t.Jump, terminal.Auth{Signers: []ssh.Signer{id.Signer}}, nil, terminal.DialOptions{KeepaliveInterval: -1})
+		if err != nil {
+			return err
+		}
+		defer jc.Close()
+		via = jc
+		direct := *t
+		direct.Jump = nil
+		t = &direct
+	}
+	return terminal.InstallWithPassword(ctx, via, t, password, id.DeployKey(), nil, log)
 }

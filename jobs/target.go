@@ -1,7 +1,6 @@
 package jobs
 
 import (
-	"context"
 	"errors"
 	"fmt"
 
@@ -77,22 +76,4 @@ func Target(servers []store.Server, id int64) (*terminal.Target, error) {
 		cur = sv.JumpServerID
 	}
 	return first, nil
-}
-
-// ScanHostKey returns the host key t presents, without authenticating to it: the
-// host-key callback refuses whatever key comes, which ends the handshake before any
-// userauth request. Jump hops are dialed with auth and their pinned keys.
-func ScanHostKey(ctx context.Context, d terminal.Dialer, t *terminal.Target, auth terminal.Auth) (ssh.PublicKey, error) {
-	probe := *t
-	probe.HostKeys = nil
-	c, err := terminal.Dial(ctx, d, &probe, auth, nil, terminal.DialOptions{KeepaliveInterval: -1})
-	if err == nil {
-		c.Close()
-		return nil, errors.New("scan: server accepted without a host key check")
-	}
-	var hk *terminal.HostKeyError
-	if errors.As(err, &hk) && hk.Target == &probe {
-		return hk.Presented, nil
-	}
-	return nil, err
 }

@@ -14,24 +14,14 @@ import (
 	"github.com/shellgate/shellgate/terminal"
 )
 
-// Key is one key to deploy or remove.
-type Key struct {
-	ID   int64
-	Name string // [A-Za-z0-9_]{1,32}; the login name in user-per-key mode
-	// AuthorizedLine is the public key, "type base64".
-	AuthorizedLine string
-}
-
-// Deployer edits authorized_keys over SSH. Deploy adds each key's line (marked as
-// shellgate's) to the target's login user, or with userPerKey to a login named after
-// the key, creating it; Remove takes exactly those lines out again. Both must refuse
-// a changed host key before authenticating (terminal.Dial does) and may call log
-// with steps in plain words ("Adding user: My_office_Laptop").
-//
-// The deploy branch's terminal.Deployer satisfies it through a small adapter.
+// Deployer edits authorized_keys over SSH; *terminal.Deployer satisfies it. Deploy
+// adds each key's marked line for the target's login user (or, in user-per-key mode,
+// a login named after the key); Remove takes exactly those lines out again. A
+// changed host key is refused before authenticating (terminal.Dial), and log
+// receives the steps in plain words ("Adding user: My_office_Laptop").
 type Deployer interface {
-	Deploy(ctx context.Context, t *terminal.Target, keys []Key, userPerKey bool, log func(string)) error
-	Remove(ctx context.Context, t *terminal.Target, keys []Key, userPerKey bool, log func(string)) error
+	Deploy(ctx context.Context, t *terminal.Target, keys []terminal.DeployKey, mode terminal.DeployMode, log func(string)) error
+	Remove(ctx context.Context, t *terminal.Target, keys []terminal.DeployKey, mode terminal.DeployMode, log func(string)) error
 }
 
 // QueueStore is the part of the store the worker uses.
@@ -195,36 +185,34 @@ func (w *Worker) run(ctx context.Context, d *store.Deployment) (error, time.Time
 		logLine(fmt.Sprintf("Cannot reach %s: %v.", serverLabel(sv), err))
 		return err, w.retryAt(d)
 	}
-	keys := []Key{{ID: d.KeyID, Name: d.KeyName, AuthorizedLine: d.PublicKey}}
+	keys := []terminal.DeployKey{{ID: d.KeyID, Name: d.KeyName, AuthorizedLine: d.PublicKey}}
+	mode := terminal.DeployToLogin
+	if d.UserPerKey {
+		mode = terminal.DeployUserPerKey
+	}
 	removing := d.State == store.DeployRemoving
-	if !removing && d.Attempts == 1 {
-		if d.UserPerKey {
-			logLine("Adding user: " + d.KeyName)
-		} else {
-			logLine(fmt.Sprintf("Adding key %s for %s on %s", d.KeyName, sv.LoginUser, serverLabel(sv)))
-		}
+	kind := "deploy.add"
+	if removing {
+		kind = "deploy.remove"
 	}
 	jctx, cancel := context.WithTimeout(ctx, w.JobTimeout)
 	defer cancel()
+	// The deployer logs each step, its success ("Key X deployed to web-1 (10.0.0.5)")
+	// and its failure ("Failed on web-1: …"); the worker adds what happens next.
 	if removing {
-		err = w.Deployer.Remove(jctx, t, keys, d.UserPerKey, logLine)
+		err = w.Deployer.Remove(jctx, t, keys, mode, logLine)
 	} else {
-		err = w.Deployer.Deploy(jctx, t, keys, d.UserPerKey, logLine)
-	}
-	verb, prep := "deployed", "to"
-	if removing {
-		verb, prep = "removed", "from"
+		err = w.Deployer.Deploy(jctx, t, keys, mode, logLine)
 	}
 	if err == nil {
-		logLine(fmt.Sprintf("Key %s %s %s %s", d.KeyName, verb, prep, serverLabel(sv)))
-		w.audit(ctx, "deploy."+map[bool]string{false: "add", true: "remove"}[removing], d, sv, true, "")
+		w.audit(ctx, kind, d, sv, true, "")
 		return nil, time.Time{}
 	}
 	if ctx.Err() != nil {
-		// Shutting down: not the server's fault; retry soon without blaming it.
+		// Shutting down: not the server's fault; another run retries soon.
 		return fmt.Errorf("interrupted: %w", err), w.Now()
 	}
-	msg := terminal.UserMessage(err)
+	msg := terminal.DeployMessage(err)
 	w.Log.Warn("deployment failed", "stack", d.StackID, "server", sv.Name, "key", d.KeyName, "err", err)
 	var hk *terminal.HostKeyError
 	if errors.As(err, &hk) && errors.Is(err, terminal.ErrHostKeyChanged) && hk.Target != nil && hk.Target.Name == sv.Name {
@@ -233,20 +221,17 @@ func (w *Worker) run(ctx context.Context, d *store.Deployment) (error, time.Time
 		if perr := w.Store.SetPresentedKey(ctx, sv.ID, KeyLine(hk.Presented), w.Now()); perr != nil {
 			w.Log.Error("record presented host key", "err", perr)
 		}
-		logLine(msg)
-		w.audit(ctx, "deploy."+map[bool]string{false: "add", true: "remove"}[removing], d, sv, false, "host key changed")
+		logLine(fmt.Sprintf("%s is blocked until an administrator compares and re-pins its host key.", sv.Name))
+		w.audit(ctx, kind, d, sv, false, "host key changed")
 		return errors.New(msg), store.NeverRetry
 	}
 	retry := w.retryAt(d)
 	if d.Attempts >= w.MaxAttempts {
-		logLine(fmt.Sprintf("Could not %s key %s %s %s: %s Gave up after %d attempts; press Retry on the stack page.",
-			map[bool]string{false: "deploy", true: "remove"}[removing], d.KeyName, prep, serverLabel(sv), msg, d.Attempts))
+		logLine(fmt.Sprintf("Gave up on key %s for %s after %d attempts; use Retry on the stack's settings.", d.KeyName, sv.Name, d.Attempts))
 	} else {
-		logLine(fmt.Sprintf("Could not %s key %s %s %s: %s Retrying in %s.",
-			map[bool]string{false: "deploy", true: "remove"}[removing], d.KeyName, prep, serverLabel(sv), msg,
-			retry.Sub(w.Now()).Round(time.Second)))
+		logLine(fmt.Sprintf("Will try key %s on %s again in %s.", d.KeyName, sv.Name, retry.Sub(w.Now()).Round(time.Second)))
 	}
-	w.audit(ctx, "deploy."+map[bool]string{false: "add", true: "remove"}[removing], d, sv, false, msg)
+	w.audit(ctx, kind, d, sv, false, msg)
 	return errors.New(msg), retry
 }
 
