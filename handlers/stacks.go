@@ -106,7 +106,12 @@ func (s *Server) renderStacks(c echo.Context, status int, m pages.StacksModel) e
 		byServer := groupDeployments(deps)
 		for _, sv := range servers {
 			kind, text, _ := serverState(&sv, byServer[sv.ID])
-			if sv.HostKeyState() != store.HostKeyPinned {
+			switch sv.HostKeyState() {
+			case store.HostKeyChanged:
+				kind, text = "danger", "blocked: host key changed"
+				card.Attention++
+			case store.HostKeyUnconfirmed:
+				kind, text = "warn", "host key not confirmed"
 				card.Attention++
 			}
 			card.Servers = append(card.Servers, pages.ServerChip{Name: sv.Name, Address: address(&sv), StateKind: kind, StateText: text})
@@ -360,9 +365,10 @@ func deployBadge(state string, next time.Time) (kind, text string) {
 func serverState(sv *store.Server, deps []store.Deployment) (kind, text, detail string) {
 	switch sv.HostKeyState() {
 	case store.HostKeyChanged:
-		return "danger", "blocked", "Host key changed: nothing is deployed until an admin re-pins it."
+		// The host key column says why; keys wait.
+		return "warn", "on hold", ""
 	case store.HostKeyUnconfirmed:
-		return "warn", "host key not confirmed", ""
+		return "warn", "waiting for host key", ""
 	}
 	var deployed, pending, failed, removing int
 	for _, d := range deps {

@@ -37,7 +37,7 @@ type QueueStore interface {
 // Worker runs the deployment queue.
 //
 // Retry policy: a failed job is retried after Backoff·2^(attempts−1), capped at
-// MaxBackoff, with ±20 % jitter, at most MaxAttempts times; then it stays failed until
+// MaxBackoff, with ±10 % jitter, at most MaxAttempts times; then it stays failed until
 // an admin presses Retry or re-pins the host key. A changed host key is not retried
 // at all: the job waits for a person.
 type Worker struct {
@@ -148,7 +148,7 @@ func (w *Worker) RunOnce(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("claim: %w", err)
 	}
-	jobErr, retryAt := w.run(ctx, d)
+	retryAt, jobErr := w.run(ctx, d)
 	// Recording the outcome must survive a cancelled ctx (shutdown mid-job).
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
@@ -164,11 +164,11 @@ func newToken() string {
 	return hex.EncodeToString(b)
 }
 
-// run does one job and returns its error and, on failure, when to retry.
-func (w *Worker) run(ctx context.Context, d *store.Deployment) (error, time.Time) {
+// run does one job and returns its error and, on failure, when to retry it.
+func (w *Worker) run(ctx context.Context, d *store.Deployment) (retryAt time.Time, err error) {
 	servers, err := w.Store.ListServers(ctx, d.StackID)
 	if err != nil {
-		return err, w.retryAt(d)
+		return w.retryAt(d), err
 	}
 	var sv *store.Server
 	for i := range servers {
@@ -178,12 +178,12 @@ func (w *Worker) run(ctx context.Context, d *store.Deployment) (error, time.Time
 	}
 	logLine := func(line string) { w.stackLog(ctx, d, line) }
 	if sv == nil {
-		return store.ErrNotFound, store.NeverRetry
+		return store.NeverRetry, store.ErrNotFound
 	}
 	t, err := Target(servers, sv.ID)
 	if err != nil {
 		logLine(fmt.Sprintf("Cannot reach %s: %v.", serverLabel(sv), err))
-		return err, w.retryAt(d)
+		return w.retryAt(d), err
 	}
 	keys := []terminal.DeployKey{{ID: d.KeyID, Name: d.KeyName, AuthorizedLine: d.PublicKey}}
 	mode := terminal.DeployToLogin
@@ -206,11 +206,11 @@ func (w *Worker) run(ctx context.Context, d *store.Deployment) (error, time.Time
 	}
 	if err == nil {
 		w.audit(ctx, kind, d, sv, true, "")
-		return nil, time.Time{}
+		return time.Time{}, nil
 	}
 	if ctx.Err() != nil {
 		// Shutting down: not the server's fault; another run retries soon.
-		return fmt.Errorf("interrupted: %w", err), w.Now()
+		return w.Now(), fmt.Errorf("interrupted: %w", err)
 	}
 	msg := terminal.DeployMessage(err)
 	w.Log.Warn("deployment failed", "stack", d.StackID, "server", sv.Name, "key", d.KeyName, "err", err)
@@ -223,7 +223,7 @@ func (w *Worker) run(ctx context.Context, d *store.Deployment) (error, time.Time
 		}
 		logLine(fmt.Sprintf("%s is blocked until an administrator compares and re-pins its host key.", sv.Name))
 		w.audit(ctx, kind, d, sv, false, "host key changed")
-		return errors.New(msg), store.NeverRetry
+		return store.NeverRetry, errors.New(msg)
 	}
 	retry := w.retryAt(d)
 	if d.Attempts >= w.MaxAttempts {
@@ -232,7 +232,7 @@ func (w *Worker) run(ctx context.Context, d *store.Deployment) (error, time.Time
 		logLine(fmt.Sprintf("Will try key %s on %s again in %s.", d.KeyName, sv.Name, retry.Sub(w.Now()).Round(time.Second)))
 	}
 	w.audit(ctx, kind, d, sv, false, msg)
-	return errors.New(msg), retry
+	return retry, errors.New(msg)
 }
 
 // retryAt is the exponential backoff with jitter for a job that just failed.

@@ -17,6 +17,8 @@ interface SSHD {
 }
 
 let sshdProc: ChildProcess | undefined;
+// Each JSON line testsshd prints (again after SIGHUP, with a new host key).
+let sshdLines: ((info: SSHD) => void)[] = [];
 
 async function startSSHD(): Promise<SSHD> {
   execFileSync("go", ["build", "-o", "bin/testsshd", "./internal/testsshd/cmd/testsshd"], { stdio: "inherit" });
@@ -26,17 +28,27 @@ async function startSSHD(): Promise<SSHD> {
   let out = "";
   let errOut = "";
   proc.stderr!.on("data", (d) => (errOut += d.toString()));
-  return await new Promise<SSHD>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`testsshd did not start:\n${errOut}`)), 60_000);
-    proc.stdout!.on("data", (d) => {
-      out += d.toString();
-      const nl = out.indexOf("\n");
-      if (nl >= 0) {
-        clearTimeout(timer);
-        resolve(JSON.parse(out.slice(0, nl)) as SSHD);
-      }
+  proc.stdout!.on("data", (d) => {
+    out += d.toString();
+    let nl: number;
+    while ((nl = out.indexOf("\n")) >= 0) {
+      const info = JSON.parse(out.slice(0, nl)) as SSHD;
+      out = out.slice(nl + 1);
+      sshdLines.shift()?.(info);
+    }
+  });
+  return await nextSSHD(() => {}, () => errOut);
+}
+
+// nextSSHD resolves with the next JSON line testsshd prints after trigger runs.
+function nextSSHD(trigger: () => void, errors: () => string = () => ""): Promise<SSHD> {
+  return new Promise<SSHD>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`testsshd printed nothing:\n${errors()}`)), 60_000);
+    sshdLines.push((info) => {
+      clearTimeout(timer);
+      resolve(info);
     });
-    proc.on("exit", (code) => reject(new Error(`testsshd exited with ${code}:\n${errOut}`)));
+    trigger();
   });
 }
 
@@ -127,6 +139,12 @@ test("an admin creates a stack, pins a host key, attaches a key and sees it depl
   await expect(log).toContainText("admin attached key e2e_laptop");
   await page.screenshot({ path: "test-results/stack-log.png", fullPage: true });
 
+  await page.getByRole("link", { name: "Settings" }).click();
+  await expect(page.getByRole("heading", { name: "Members" })).toBeVisible();
+  await page.screenshot({ path: "test-results/stack-settings.png", fullPage: true });
+  await page.goto(stackURL + "/import");
+  await page.screenshot({ path: "test-results/stack-import.png", fullPage: true });
+
   await page.goto(sg.url + "/stacks");
   await expect(page.locator('[data-stack="production"]')).toContainText("web-1");
   await page.screenshot({ path: "test-results/stacks-list.png", fullPage: true });
@@ -147,4 +165,24 @@ test("an admin creates a stack, pins a host key, attaches a key and sees it depl
   expect(resp?.status()).toBe(404);
   await expect(mp.getByText("web-1")).toHaveCount(0);
   await other.close();
+
+  // The server's host key changes (sshd restarted with a new key). Reading it again
+  // shows OpenSSH's warning; the server is blocked until the admin re-pins.
+  const changed = await nextSSHD(() => sshdProc!.kill("SIGHUP"));
+  expect(changed.hostKeyFingerprint).not.toBe(sshd.hostKeyFingerprint);
+  await page.goto(stackURL);
+  await page.locator('tr[data-server="web-1"] a.fp').click();
+  await page.getByRole("button", { name: "Read the host key again" }).click();
+  await expect(page.locator(".hostkey-alarm")).toContainText("REMOTE HOST IDENTIFICATION HAS CHANGED");
+  await expect(page.getByTestId("presented-fingerprint")).toHaveText(changed.hostKeyFingerprint);
+  await page.screenshot({ path: "test-results/hostkey-changed.png", fullPage: true });
+  await page.goto(stackURL);
+  await expect(page.locator('tr[data-server="web-1"]')).toContainText("blocked");
+  await expect(page.locator('tr[data-server="web-1"]').getByRole("link", { name: "Open terminal" })).toHaveCount(0);
+  await page.screenshot({ path: "test-results/stack-blocked.png", fullPage: true });
+  await page.getByRole("link", { name: "Review new key" }).click();
+  await page.getByLabel("I compared the fingerprint on the server and it matches").check();
+  await page.getByRole("button", { name: "Replace the pinned key" }).click();
+  await expect(page.locator('tr[data-server="web-1"]')).toContainText("pinned");
+  await expect(page.locator('tr[data-server="web-1"]')).toContainText(changed.hostKeyFingerprint);
 });
