@@ -166,3 +166,90 @@ func TestStackDeploymentAgainstOpenSSH(t *testing.T) {
 		t.Fatalf("deployments: %+v", ds)
 	}
 }
+
+// TestInstallGatewayKeyWithPassword: the admin types the login password once; the
+// gateway key lands in authorized_keys, and the password appears nowhere afterwards:
+// not in the database (audit, log, any table), not in the page.
+func TestInstallGatewayKeyWithPassword(t *testing.T) {
+	sshd := testsshd.Start(t, testsshd.Options{Password: true})
+	sshd.RequireThrowawayUser(t)
+	ctx := context.Background()
+
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	gwSigner, _ := ssh.NewSignerFromKey(priv)
+	gateway := &jobs.Identity{Signer: gwSigner, AuthorizedLine: jobs.KeyLine(gwSigner.PublicKey()) + " " + jobs.IdentityComment}
+	dialer := &net.Dialer{}
+	e := newEnv(t, func(c *handlers.Config) {
+		c.Stacks = handlers.StacksConfig{
+			Gateway: gateway,
+			InstallWithPassword: func(ctx context.Context, tg *terminal.Target, password string, log func(string)) error {
+				return jobs.InstallWithPassword(ctx, dialer, gateway, tg, password, log)
+			},
+		}
+	})
+	e.addUser("root", pw, store.RoleAdmin)
+	stack := &store.Stack{Name: "prod"}
+	e.store.CreateStack(ctx, stack)
+	sv := &store.Server{StackID: stack.ID, Name: "web-1", Host: sshd.Host, Port: sshd.Port, LoginUser: sshd.User,
+		HostKeys: []string{jobs.KeyLine(sshd.HostKey)}}
+	e.store.CreateServer(ctx, sv)
+
+	root := e.browser()
+	root.signIn("root", pw)
+	_, doc := root.get("/stacks/" + id(stack.ID))
+	if doc.Find(`input[name="password"]`).Length() != 1 {
+		t.Fatal("no password install form")
+	}
+	resp := root.post("/stacks/"+id(stack.ID)+"/install", url.Values{"server": {id(sv.ID)}, "password": {sshd.Password}})
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("install: %d", resp.StatusCode)
+	}
+	b, _ := os.ReadFile(sshd.AuthorizedKeysPath())
+	if !bytes.Contains(b, []byte(jobs.KeyLine(gwSigner.PublicKey()))) {
+		t.Fatalf("gateway key not installed:\n%s", b)
+	}
+	_, doc = root.get("/stacks/" + id(stack.ID))
+	if strings.Contains(doc.Text(), sshd.Password) {
+		t.Fatal("the page shows the password")
+	}
+	// No table holds the password, whatever its column.
+	rows, err := e.store.DB().Query(`SELECT name FROM sqlite_master WHERE type = 'table'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tables []string
+	for rows.Next() {
+		var n string
+		rows.Scan(&n)
+		tables = append(tables, n)
+	}
+	rows.Close()
+	for _, tbl := range tables {
+		r, err := e.store.DB().Query(`SELECT * FROM "` + tbl + `"`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cols, _ := r.Columns()
+		for r.Next() {
+			vals := make([]any, len(cols))
+			ptrs := make([]any, len(cols))
+			for i := range vals {
+				ptrs[i] = &vals[i]
+			}
+			r.Scan(ptrs...)
+			for _, v := range vals {
+				var s string
+				switch x := v.(type) {
+				case string:
+					s = x
+				case []byte:
+					s = string(x)
+				}
+				if strings.Contains(s, sshd.Password) {
+					t.Fatalf("table %s stores the password", tbl)
+				}
+			}
+		}
+		r.Close()
+	}
+}
