@@ -79,11 +79,19 @@ func (s *Server) keysModel(c echo.Context, tab string) (pages.KeysModel, error) 
 	}
 	m := pages.KeysModel{Tab: tab}
 	for _, k := range keys {
-		m.Keys = append(m.Keys, pages.KeyRow{
+		stacks, err := s.store.KeyStacks(c.Request().Context(), k.ID)
+		if err != nil {
+			return pages.KeysModel{}, err
+		}
+		row := pages.KeyRow{
 			ID: k.ID, Name: k.Name, Comment: k.Comment, Type: k.Type, Bits: k.Bits,
 			Fingerprint: k.Fingerprint, HasPrivate: k.HasPrivate, Protected: k.PrivateProtected,
 			Origin: k.PrivateOrigin, CreatedAt: k.CreatedAt,
-		})
+		}
+		for _, st := range stacks {
+			row.Stacks = append(row.Stacks, st.Name)
+		}
+		m.Keys = append(m.Keys, row)
 	}
 	return m, nil
 }
@@ -533,6 +541,11 @@ func (s *Server) deleteKey(c echo.Context) error {
 		return err
 	}
 	clear(k.PrivateSealed)
+	// Deleting a key detaches it everywhere: its lines are queued for removal from
+	// every server before the key itself goes.
+	if err := s.store.DetachKeyEverywhere(ctx, k.ID, s.cfg.Now()); err != nil {
+		return err
+	}
 	if err := s.store.DeleteKey(ctx, u.ID, id); errors.Is(err, store.ErrNotFound) {
 		return echo.NewHTTPError(http.StatusNotFound)
 	} else if err != nil {

@@ -5,6 +5,7 @@
 package handlers
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
@@ -15,9 +16,11 @@ import (
 
 	"github.com/gorilla/sessions"
 	"github.com/labstack/echo/v4"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/shellgate/shellgate/static"
 	"github.com/shellgate/shellgate/store"
+	"github.com/shellgate/shellgate/terminal"
 	"github.com/shellgate/shellgate/views"
 )
 
@@ -43,6 +46,8 @@ type Config struct {
 	Secrets Sealer
 	// Now is the clock, replaceable in tests.
 	Now func() time.Time
+	// Stacks configures the stack pages: gateway key, SSH dialer, deploy worker.
+	Stacks StacksConfig
 }
 
 // Server holds the dependencies of every handler.
@@ -54,6 +59,7 @@ type Server struct {
 	assets   views.Assets
 	secure   bool // cookies carry Secure: the public URL is https
 	throttle throttle
+	stacks   StacksConfig
 }
 
 // New builds the echo application with every route and middleware.
@@ -73,7 +79,22 @@ func New(cfg Config, st store.Store) (*echo.Echo, *Server, error) {
 	if cfg.SessionTTL <= 0 {
 		cfg.SessionTTL = 12 * time.Hour
 	}
+	if cfg.Stacks.Dialer == nil {
+		cfg.Stacks.Dialer = &net.Dialer{}
+	}
+	if cfg.Stacks.ScanTimeout <= 0 {
+		cfg.Stacks.ScanTimeout = 10 * time.Second
+	}
+	if cfg.Stacks.Scan == nil {
+		// Without a deployer's scan (which authenticates to jump hosts with the
+		// gateway key), only servers without a jump host can be scanned.
+		d := cfg.Stacks.Dialer
+		cfg.Stacks.Scan = func(ctx context.Context, t *terminal.Target) (ssh.PublicKey, error) {
+			return terminal.ScanHostKey(ctx, d, t, terminal.DialOptions{})
+		}
+	}
 	s := &Server{
+		stacks:   cfg.Stacks,
 		cfg:      cfg,
 		store:    st,
 		log:      cfg.Logger,

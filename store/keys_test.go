@@ -4,23 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/shellgate/shellgate/store"
 )
-
-func openTestStore(t *testing.T) *store.SQLite {
-	t.Helper()
-	st, err := store.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "keys.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st
-}
 
 func mkUser(t *testing.T, st *store.SQLite, name string) *store.User {
 	t.Helper()
@@ -40,7 +29,7 @@ func mkKey(userID int64, name, fp string) *store.Key {
 
 func TestKeysCreateListGet(t *testing.T) {
 	ctx := context.Background()
-	st := openTestStore(t)
+	st := openTest(t)
 	alice := mkUser(t, st, "alice")
 
 	pub := mkKey(alice.ID, "laptop", "SHA256:aaa")
@@ -112,7 +101,7 @@ func fmtNames(n []string) string {
 
 func TestKeyNameUniquePerUser(t *testing.T) {
 	ctx := context.Background()
-	st := openTestStore(t)
+	st := openTest(t)
 	alice, bob := mkUser(t, st, "alice"), mkUser(t, st, "bob")
 	if err := st.CreateKey(ctx, mkKey(alice.ID, "laptop", "SHA256:a")); err != nil {
 		t.Fatal(err)
@@ -129,7 +118,7 @@ func TestKeyNameUniquePerUser(t *testing.T) {
 // ErrNotFound for every key that is not theirs, from every method.
 func TestKeysOfAnotherUserAreNotFound(t *testing.T) {
 	ctx := context.Background()
-	st := openTestStore(t)
+	st := openTest(t)
 	alice, mallory := mkUser(t, st, "alice"), mkUser(t, st, "mallory")
 	k := mkKey(alice.ID, "laptop", "SHA256:a")
 	k.PrivateSealed, k.PrivateOrigin, k.DownloadUntil = []byte("s"), store.PrivateGenerated, time.Now().Add(time.Hour)
@@ -167,7 +156,7 @@ func TestKeysOfAnotherUserAreNotFound(t *testing.T) {
 // key; exactly one gets it, and nobody gets it after the window.
 func TestClaimKeyDownloadExactlyOnce(t *testing.T) {
 	ctx := context.Background()
-	st := openTestStore(t)
+	st := openTest(t)
 	alice := mkUser(t, st, "alice")
 	now := time.Now()
 	k := mkKey(alice.ID, "gen", "SHA256:g")

@@ -11,10 +11,14 @@ import (
 	"os"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/shellgate/shellgate/handlers"
 	"github.com/shellgate/shellgate/internal/password"
 	"github.com/shellgate/shellgate/internal/secrets"
+	"github.com/shellgate/shellgate/jobs"
 	"github.com/shellgate/shellgate/store"
+	"github.com/shellgate/shellgate/terminal"
 )
 
 // openState opens the data dir, the master key and the store: what both the server and
@@ -75,6 +79,21 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		return err
 	}
 
+	// shellgate's own SSH key, created on first start, sealed under the master key.
+	gateway, err := jobs.LoadOrCreateIdentity(ctx, st, keys)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	dialer := &net.Dialer{}
+	deployer := &terminal.Deployer{
+		Dialer: dialer,
+		Auth:   terminal.Auth{Signers: []ssh.Signer{gateway.Signer}},
+		// nil policy: deployment connects only to servers whose key is pinned.
+	}
+	worker := jobs.NewWorker(st, deployer)
+	worker.Log = logger
+
 	e, _, err := handlers.New(handlers.Config{
 		PublicURL:       cfg.PublicURL,
 		AllowedHosts:    hosts,
@@ -84,6 +103,15 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		CSRFKey:         keys.Derive("csrf", 32),
 		Secrets:         keys,
 		Logger:          logger,
+		Stacks: handlers.StacksConfig{
+			Gateway: gateway,
+			Dialer:  dialer,
+			Scan:    deployer.ScanHostKey,
+			InstallWithPassword: func(ctx context.Context, t *terminal.Target, password string, log func(string)) error {
+				return jobs.InstallWithPassword(ctx, dialer, gateway, t, password, log)
+			},
+			Wake: worker.Wake,
+		},
 	}, st)
 	if err != nil {
 		ln.Close()
@@ -98,6 +126,18 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		// carry their own deadlines.
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
+	// The deployment worker runs until shutdown; several replicas may run one each.
+	workerCtx, stopWorker := context.WithCancel(context.WithoutCancel(ctx))
+	workerDone := make(chan struct{})
+	go func() {
+		defer close(workerDone)
+		worker.Run(workerCtx)
+	}()
+	defer func() {
+		stopWorker()
+		<-workerDone
+	}()
+
 	errc := make(chan error, 1)
 	go func() {
 		if cfg.TLSCert != "" {

@@ -740,15 +740,15 @@ func addKey(p views.Page, m KeysModel) templ.Component {
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = tab(KeysTabPublic, "Paste public key", m.Tab).Render(ctx, templ_7745c5c3_Buffer)
+		templ_7745c5c3_Err = keysTab(KeysTabPublic, "Paste public key", m.Tab).Render(ctx, templ_7745c5c3_Buffer)
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = tab(KeysTabUpload, "Upload private key", m.Tab).Render(ctx, templ_7745c5c3_Buffer)
+		templ_7745c5c3_Err = keysTab(KeysTabUpload, "Upload private key", m.Tab).Render(ctx, templ_7745c5c3_Buffer)
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = tab(KeysTabGenerate, "Generate", m.Tab).Render(ctx, templ_7745c5c3_Buffer)
+		templ_7745c5c3_Err = keysTab(KeysTabGenerate, "Generate", m.Tab).Render(ctx, templ_7745c5c3_Buffer)
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
@@ -897,7 +897,7 @@ func addKey(p views.Page, m KeysModel) templ.Component {
 	})
 }
 
-func tab(key, label, current string) templ.Component {
+func keysTab(key, label, current string) templ.Component {
 	return templruntime.GeneratedTemplate(func(templ_7745c5c3_Input templruntime.GeneratedComponentInput) (templ_7745c5c3_Err error) {
 		templ_7745c5c3_W, ctx := templ_7745c5c3_Input.Writer, templ_7745c5c3_Input.Context
 		if templ_7745c5c3_CtxErr := ctx.Err(); templ_7745c5c3_CtxErr != nil {
@@ -1040,13 +1040,6 @@ func deleteConfirm(k KeyRow) string {
 		msg += " shellgate's encrypted copy of its private key is destroyed."
 	}
 	return msg
-}
-
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return "1 " + one
-	}
-	return itoa(n) + " " + many
 }
 
 // clock is a time of day for "until" messages, in UTC like the rest of the dashboard.

@@ -22,3 +22,14 @@ func i64(n int64) string { return strconv.FormatInt(n, 10) }
 
 // day is a date without the time, for narrow columns.
 func day(t time.Time) string { return t.UTC().Format("2006-01-02") }
+
+// whenSec formats a log timestamp: UTC, to the second.
+func whenSec(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") }
+
+// plural says "1 server" or "3 servers".
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return strconv.Itoa(n) + " " + many
+}
