@@ -115,6 +115,8 @@ func (b *browser) get(path string) (*http.Response, *goquery.Document) {
 	}
 	if tok, ok := doc.Find(`input[name="_csrf"]`).First().Attr("value"); ok {
 		b.csrf = tok
+	} else if tok, ok := doc.Find(`meta[name="csrf-token"]`).Attr("content"); ok && tok != "" {
+		b.csrf = tok
 	}
 	return resp, doc
 }
@@ -185,6 +187,7 @@ func (b *browser) signIn(user, pw string) {
 	if resp.StatusCode != http.StatusSeeOther {
 		b.t.Fatalf("sign-in as %s: status %d, want 303", user, resp.StatusCode)
 	}
+	b.get("/account") // the next page carries the token of the new session
 }
 
 func body(t *testing.T, resp *http.Response) string {

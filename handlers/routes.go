@@ -42,6 +42,10 @@ func (s *Server) routes(e *echo.Echo) {
 	stackAdmin.POST("/members", s.addMember)
 	stackAdmin.POST("/members/:uid/remove", s.removeMember)
 	stackAdmin.POST("/retry", s.retryDeployments)
+	app.GET("/stacks/:id/servers/:sid/terminal", s.terminalPage)
+	app.POST("/api/terminal/tickets", s.issueTicket)
+	// The terminal socket stays out of any timeout or compression middleware.
+	app.GET("/api/terminal/ws", s.terminalSocket)
 	app.GET("/keys", s.keysPage)
 	app.POST("/keys/public", s.addPublicKey)
 	app.POST("/keys/upload", s.uploadPrivateKey)

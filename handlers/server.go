@@ -48,6 +48,9 @@ type Config struct {
 	Now func() time.Time
 	// Stacks configures the stack pages: gateway key, SSH dialer, deploy worker.
 	Stacks StacksConfig
+	// Terminals runs the browser terminals. Nil: a manager with default settings,
+	// dialing directly.
+	Terminals *terminal.Manager
 }
 
 // Server holds the dependencies of every handler.
@@ -60,6 +63,7 @@ type Server struct {
 	secure   bool // cookies carry Secure: the public URL is https
 	throttle throttle
 	stacks   StacksConfig
+	terms    *terminal.Manager
 }
 
 // New builds the echo application with every route and middleware.
@@ -100,6 +104,10 @@ func New(cfg Config, st store.Store) (*echo.Echo, *Server, error) {
 		log:      cfg.Logger,
 		secure:   cfg.PublicURL != nil && cfg.PublicURL.Scheme == "https",
 		throttle: defaultThrottle,
+		terms:    cfg.Terminals,
+	}
+	if s.terms == nil {
+		s.terms = terminal.NewManager(terminal.Config{Dialer: cfg.Stacks.Dialer, Logger: cfg.Logger})
 	}
 	s.cookies = sessions.NewCookieStore(cfg.SessionHashKey, cfg.SessionBlockKey)
 	s.cookies.MaxAge(int(cfg.SessionTTL.Seconds()))
@@ -111,9 +119,11 @@ func New(cfg Config, st store.Store) (*echo.Echo, *Server, error) {
 
 	v := static.Versions()
 	s.assets = views.Assets{
-		CSS:   "/static/app.css?v=" + v["app.css"],
-		JS:    "/static/app.js?v=" + v["app.js"],
-		Theme: "/static/theme.js?v=" + v["theme.js"],
+		CSS:     "/static/app.css?v=" + v["app.css"],
+		JS:      "/static/app.js?v=" + v["app.js"],
+		Theme:   "/static/theme.js?v=" + v["theme.js"],
+		TermJS:  "/static/terminal.js?v=" + v["terminal.js"],
+		TermCSS: "/static/terminal.css?v=" + v["terminal.css"],
 	}
 
 	e := echo.New()

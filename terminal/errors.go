@@ -96,9 +96,12 @@ func (e *ExitError) Error() string {
 func CloseCode(err error) int {
 	var exit *ExitError
 	var dial *DialError
+	var refusal *Refusal
 	switch {
 	case err == nil, errors.As(err, &exit):
 		return CloseNormal
+	case errors.As(err, &refusal):
+		return refusal.Code
 	case errors.Is(err, ErrHostKeyChanged):
 		return CloseHostKeyChanged
 	case errors.Is(err, ErrHostKeyRejected):
@@ -146,9 +149,12 @@ func UserMessage(err error) string {
 	if errors.As(err, &dial) {
 		where = dial.Target.String()
 	}
+	var refusal *Refusal
 	switch {
 	case err == nil:
 		return ""
+	case errors.As(err, &refusal):
+		return refusal.Message
 	case errors.As(err, &exit):
 		return fmt.Sprintf("Connection to %s closed.", exit.Target.displayName())
 	case errors.As(err, &hk) && errors.Is(err, ErrHostKeyChanged):
@@ -216,3 +222,13 @@ func isTimeout(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) ||
 		(errors.As(err, &ne) && ne.Timeout())
 }
+
+// Refusal is a reason the web layer gives for not opening a terminal (the server's host
+// key is not confirmed yet, the person has no way to log in): the close code and the
+// message the browser shows, as is.
+type Refusal struct {
+	Code    int
+	Message string
+}
+
+func (r *Refusal) Error() string { return r.Message }

@@ -43,6 +43,8 @@ func TestCloseCodeAndUserMessage(t *testing.T) {
 		{"host key rejected", dial(PhaseKex, &HostKeyError{Target: web1, Presented: key, Fingerprint: fp, Err: ErrHostKeyRejected}),
 			CloseHostKeyRejected, "Host key verification failed: the ssh-ed25519 key " + fp + " of web-1 (10.0.0.5:22) was not accepted."},
 		{"ticket", fmt.Errorf("open: %w", ErrTicket), CloseTicketInvalid, "no longer valid"},
+		{"refusal", fmt.Errorf("open: %w", &Refusal{Code: CloseHostKeyRejected, Message: "The host key of web-1 is not confirmed yet."}),
+			CloseHostKeyRejected, "The host key of web-1 is not confirmed yet."},
 		{"session not found", ErrSessionNotFound, CloseSessionNotFound, "can no longer be resumed"},
 		{"detach expired", ErrDetachExpired, CloseSessionNotFound, "can no longer be resumed"},
 		{"too many", ErrTooManySessions, CloseTooManySessions, "too many terminal sessions"},

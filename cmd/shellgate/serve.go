@@ -93,6 +93,7 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	}
 	worker := jobs.NewWorker(st, deployer)
 	worker.Log = logger
+	terms := terminal.NewManager(terminal.Config{Dialer: dialer, Logger: logger})
 
 	e, _, err := handlers.New(handlers.Config{
 		PublicURL:       cfg.PublicURL,
@@ -112,6 +113,7 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 			},
 			Wake: worker.Wake,
 		},
+		Terminals: terms,
 	}, st)
 	if err != nil {
 		ln.Close()
@@ -157,6 +159,11 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	logger.Info("shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	// http.Server.Shutdown does not wait for hijacked connections: the terminal
+	// manager closes its sockets and SSH sessions itself (close code 1001).
+	if err := terms.Shutdown(shutdownCtx); err != nil {
+		logger.Warn("terminal sessions did not all close", "err", err)
+	}
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}

@@ -11,6 +11,7 @@ import { TerminalConnection } from "./connection";
 import { State, type Question } from "./protocol";
 
 const root = document.querySelector<HTMLElement>("[data-terminal]")!;
+const stackID = root.dataset.stack!;
 const serverID = root.dataset.server!;
 const serverName = root.dataset.serverName ?? "server";
 const csrf = document.querySelector<HTMLMetaElement>('meta[name="csrf-token"]')?.content ?? "";
@@ -84,7 +85,7 @@ async function fetchTicket(): Promise<string> {
   const resp = await fetch("/api/terminal/tickets", {
     method: "POST",
     headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
-    body: JSON.stringify({ server: serverID }),
+    body: JSON.stringify({ stack: stackID, server: serverID }),
     credentials: "same-origin",
   });
   const body = await resp.json().catch(() => ({}));
