@@ -1,64 +1,7 @@
 import { test, expect, signIn } from "../fixtures";
-import { spawn, execFileSync, type ChildProcess } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
-
-// A real OpenSSH sshd from internal/testsshd/cmd/testsshd: it prints one JSON line
-// and stops (deleting its throwaway user) when its stdin closes.
-interface SSHD {
-  addr: string;
-  host: string;
-  port: number;
-  user: string;
-  hostKeyFingerprint: string;
-  authorizedKeysPath: string;
-  clientKeyPath: string;
-  clientPublicKey: string;
-  throwaway: boolean;
-}
-
-let sshdProc: ChildProcess | undefined;
-// Each JSON line testsshd prints (again after SIGHUP, with a new host key).
-let sshdLines: ((info: SSHD) => void)[] = [];
-
-async function startSSHD(): Promise<SSHD> {
-  execFileSync("go", ["build", "-o", "bin/testsshd", "./internal/testsshd/cmd/testsshd"], { stdio: "inherit" });
-  execFileSync("go", ["build", "-o", "bin/seedkey", "./e2e/seedkey"], { stdio: "inherit" });
-  const proc = spawn("bin/testsshd", [], { stdio: ["pipe", "pipe", "pipe"] });
-  sshdProc = proc;
-  let out = "";
-  let errOut = "";
-  proc.stderr!.on("data", (d) => (errOut += d.toString()));
-  proc.stdout!.on("data", (d) => {
-    out += d.toString();
-    let nl: number;
-    while ((nl = out.indexOf("\n")) >= 0) {
-      const info = JSON.parse(out.slice(0, nl)) as SSHD;
-      out = out.slice(nl + 1);
-      sshdLines.shift()?.(info);
-    }
-  });
-  return await nextSSHD(() => {}, () => errOut);
-}
-
-// nextSSHD resolves with the next JSON line testsshd prints after trigger runs.
-function nextSSHD(trigger: () => void, errors: () => string = () => ""): Promise<SSHD> {
-  return new Promise<SSHD>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`testsshd printed nothing:\n${errors()}`)), 60_000);
-    sshdLines.push((info) => {
-      clearTimeout(timer);
-      resolve(info);
-    });
-    trigger();
-  });
-}
-
-async function stopSSHD(): Promise<void> {
-  const p = sshdProc;
-  if (!p || p.exitCode !== null) return;
-  const exited = new Promise((r) => p.once("exit", r));
-  p.stdin!.end(); // closing stdin stops sshd and removes the throwaway user
-  await exited;
-}
+import { startSSHD, stopSSHD, nextSSHD, requireThrowaway, sshdProcess } from "../sshd";
 
 test.afterAll(stopSSHD);
 
@@ -68,7 +11,7 @@ test("an admin creates a stack, pins a host key, attaches a key and sees it depl
   browser,
 }) => {
   const sshd = await startSSHD();
-  test.skip(!sshd.throwaway, "needs root: the test writes into the sshd user's home");
+  requireThrowaway(sshd);
 
   await signIn(page, sg);
   await page.goto(sg.url + "/stacks");
@@ -168,7 +111,7 @@ test("an admin creates a stack, pins a host key, attaches a key and sees it depl
 
   // The server's host key changes (sshd restarted with a new key). Reading it again
   // shows OpenSSH's warning; the server is blocked until the admin re-pins.
-  const changed = await nextSSHD(() => sshdProc!.kill("SIGHUP"));
+  const changed = await nextSSHD(() => sshdProcess()!.kill("SIGHUP"));
   expect(changed.hostKeyFingerprint).not.toBe(sshd.hostKeyFingerprint);
   await page.goto(stackURL);
   await page.locator('tr[data-server="web-1"] a.fp').click();

@@ -57,14 +57,14 @@ func Terminal(p views.Page, m TerminalModel) templ.Component {
 				}()
 			}
 			ctx = templ.InitializeContext(ctx)
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 1, "<body class=\"term-page\"><header class=\"term-bar\"><a class=\"brand\" href=\"")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 1, "<body class=\"term-page\"><header class=\"term-bar\"><a class=\"term-back\" href=\"")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
 			var templ_7745c5c3_Var3 templ.SafeURL
 			templ_7745c5c3_Var3, templ_7745c5c3_Err = templ.JoinURLErrs(templ.SafeURL("/stacks/" + i64(m.StackID)))
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `pages/terminal.templ`, Line: 23, Col: 70}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `pages/terminal.templ`, Line: 23, Col: 74}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var3))
 			if templ_7745c5c3_Err != nil {
@@ -77,7 +77,7 @@ func Terminal(p views.Page, m TerminalModel) templ.Component {
 			var templ_7745c5c3_Var4 string
 			templ_7745c5c3_Var4, templ_7745c5c3_Err = templ.JoinStringErrs("Back to " + m.StackName)
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `pages/terminal.templ`, Line: 23, Col: 105}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `pages/terminal.templ`, Line: 23, Col: 109}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var4))
 			if templ_7745c5c3_Err != nil {
@@ -192,7 +192,7 @@ func Terminal(p views.Page, m TerminalModel) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 10, "\"></div><div class=\"term-search\" data-search hidden><input type=\"search\" placeholder=\"Search (Enter, Shift+Enter)\" aria-label=\"Search the terminal\"></div><div class=\"term-closed\" hidden data-closed-message-box><span data-closed-message data-testid=\"closed-message\"></span></div><button type=\"button\" class=\"btn btn-primary term-reconnect\" data-reconnect hidden>Open a new session</button></main><dialog id=\"prompt-dialog\" class=\"modal\" aria-labelledby=\"prompt-title\"><form method=\"dialog\"><h2 id=\"prompt-title\" data-title></h2><p class=\"muted\" data-instruction></p><div data-fields></div><div class=\"actions\"><button type=\"submit\" value=\"cancel\" class=\"btn\" formnovalidate>Cancel</button> <button type=\"submit\" class=\"btn btn-primary\">Continue</button></div></form></dialog> <dialog id=\"hostkey-dialog\" class=\"modal\" aria-labelledby=\"hostkey-title\"><form method=\"dialog\"><h2 id=\"hostkey-title\">Trust ")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 10, "\"></div><div class=\"term-search\" data-search hidden><input type=\"search\" placeholder=\"Search (Enter, Shift+Enter)\" aria-label=\"Search the terminal\"></div><div class=\"term-closed\" hidden data-closed-message-box><span data-closed-message data-testid=\"closed-message\"></span> <button type=\"button\" class=\"btn btn-primary btn-small\" data-reconnect hidden>Open a new session</button></div></main><dialog id=\"prompt-dialog\" class=\"modal\" aria-labelledby=\"prompt-title\"><form method=\"dialog\"><h2 id=\"prompt-title\" data-title></h2><p class=\"muted\" data-instruction></p><div data-fields></div><div class=\"actions\"><button type=\"submit\" value=\"cancel\" class=\"btn\" formnovalidate>Cancel</button> <button type=\"submit\" class=\"btn btn-primary\">Continue</button></div></form></dialog> <dialog id=\"hostkey-dialog\" class=\"modal\" aria-labelledby=\"hostkey-title\"><form method=\"dialog\"><h2 id=\"hostkey-title\">Trust ")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}

@@ -74,6 +74,10 @@ try {
 }
 fit.fit();
 window.addEventListener("resize", () => fit.fit());
+// With the WebGL renderer the screen is a canvas, not text: browser tests and
+// accessibility tools read the buffer through this handle. It exposes nothing the
+// page's own scripts could not reach.
+(window as unknown as { shellgateTerminal: Terminal }).shellgateTerminal = term;
 new MutationObserver(() => (term.options.theme = theme())).observe(document.documentElement, { attributes: true, attributeFilter: ["data-theme"] });
 
 function setState(state: string, label: string): void {

@@ -1,0 +1,88 @@
+import { test, expect, signIn } from "../fixtures";
+import { startSSHD, stopSSHD, requireThrowaway } from "../sshd";
+import type { Page } from "@playwright/test";
+
+test.afterAll(stopSSHD);
+
+// screenText reads what the terminal shows (its buffer: the screen may be a WebGL canvas).
+async function screenText(page: Page): Promise<string> {
+  return page.evaluate(() => {
+    const term = (window as any).shellgateTerminal;
+    const buf = term.buffer.active;
+    const lines: string[] = [];
+    for (let i = 0; i < buf.length; i++) lines.push(buf.getLine(i)?.translateToString(true) ?? "");
+    return lines.join("\n");
+  });
+}
+
+async function termSize(page: Page): Promise<string> {
+  return page.evaluate(() => {
+    const t = (window as any).shellgateTerminal;
+    return `${t.rows} ${t.cols}`;
+  });
+}
+
+test("open a terminal from the stack page, run a command, resize, and exit", async ({ page, sg }) => {
+  const sshd = await startSSHD();
+  requireThrowaway(sshd);
+  await signIn(page, sg);
+
+  // A stack with the test sshd, its host key confirmed.
+  await page.goto(sg.url + "/stacks");
+  await page.getByLabel("Name").fill("staging");
+  await page.getByRole("button", { name: "Create stack" }).click();
+  await page.getByLabel("Name", { exact: true }).fill("web-1");
+  await page.getByLabel("Host or IP").fill(sshd.host);
+  await page.getByLabel("Port").fill(String(sshd.port));
+  await page.getByLabel("Login user", { exact: true }).fill(sshd.user);
+  await page.getByRole("button", { name: "Add and read host key" }).click();
+  await expect(page.getByTestId("presented-fingerprint")).toHaveText(sshd.hostKeyFingerprint);
+  await page.getByLabel("I compared the fingerprint on the server and it matches").check();
+  await page.getByRole("button", { name: "Trust and pin this key" }).click();
+  const stackURL = page.url().replace(/\?.*$/, "");
+
+  // The admin's private key (the one sshd authorizes) uploaded on the keys page,
+  // then attached to the stack.
+  await page.goto(sg.url + "/keys?add=upload");
+  const upload = page.getByTestId("form-upload");
+  await upload.getByLabel("Key name").fill("e2e_term");
+  await upload.locator('input[name="private_key_file"]').setInputFiles(sshd.clientKeyPath);
+  await upload.getByRole("button", { name: /Upload/ }).click();
+  await expect(page.getByText("Private key e2e_term uploaded")).toBeVisible();
+  await page.goto(stackURL + "?tab=keys");
+  const option = page.locator("#attach-key option", { hasText: "e2e_term" });
+  await page.locator("#attach-key").selectOption((await option.getAttribute("value"))!);
+  await page.getByRole("button", { name: "Attach" }).click();
+
+  // Open terminal: the status line says connected, the shell answers.
+  await page.goto(stackURL);
+  await page.locator('tr[data-server="web-1"]').getByRole("link", { name: "Open terminal" }).click();
+  await expect(page.getByTestId("server-name")).toHaveText("web-1");
+  await expect(page.getByTestId("term-state")).toHaveText("Connected", { timeout: 30_000 });
+  await page.locator("#terminal").click();
+  await page.keyboard.type("echo $((6*7))\n");
+  await expect.poll(() => screenText(page)).toMatch(/^42$/m);
+
+  // stty size agrees with the browser's terminal, before and after a resize.
+  await page.keyboard.type("stty size\n");
+  const before = await termSize(page);
+  await expect.poll(() => screenText(page)).toContain(before);
+  await page.setViewportSize({ width: 820, height: 480 });
+  await expect.poll(() => termSize(page)).not.toBe(before);
+  const after = await termSize(page);
+  await page.keyboard.type("clear; stty size\n");
+  await expect.poll(() => screenText(page), { timeout: 10_000 }).toContain(after);
+  await page.screenshot({ path: "test-results/terminal.png" });
+
+  // exit: the closed message names the server and the exit status.
+  await page.keyboard.type("exit 7\n");
+  await expect(page.getByTestId("closed-message")).toHaveText("Connection to web-1 closed. (exit status 7)");
+  await expect(page.getByTestId("term-state")).toHaveText("Closed");
+  await expect(page.getByRole("button", { name: "Open a new session" })).toBeVisible();
+  await page.screenshot({ path: "test-results/terminal-closed.png" });
+
+  // The session is on the audit page.
+  await page.goto(sg.url + "/audit?kind=terminal.");
+  await expect(page.locator('tr[data-event="terminal.end"]')).toContainText("web-1");
+  await expect(page.locator('tr[data-event="terminal.end"]')).toContainText("exit_status=7");
+});
