@@ -79,9 +79,6 @@ var (
 	// ErrSystemAccount: user-per-key refuses to deploy into root or a
 	// system account (UID below 1000).
 	ErrSystemAccount = errors.New("refusing to deploy into a system account")
-	// ErrHostKeyNotPinned: a password is only sent to a server whose host
-	// key is pinned.
-	ErrHostKeyNotPinned = errors.New("host key not pinned")
 )
 
 // Deployer writes keys into authorized_keys over SSH+SFTP, as the gateway

@@ -131,6 +131,18 @@ func sshLogin(t *testing.T, s *testsshd.SSHD, user, keyPath string) error {
 	return nil
 }
 
+// gatewayLogin checks that the gateway identity still logs in. The client
+// is closed at once: a connection left open keeps an sshd child (and the
+// harness's stderr pipe) alive past the test.
+func gatewayLogin(t *testing.T, tg *Target, d *Deployer) {
+	t.Helper()
+	c, err := Dial(t.Context(), &net.Dialer{}, tg, d.Auth, nil, d.Options)
+	if err != nil {
+		t.Fatalf("gateway login: %v", err)
+	}
+	c.Close()
+}
+
 func readFile(t *testing.T, path string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -209,9 +221,7 @@ func TestDeployThenRemoveWithOpenSSH(t *testing.T) {
 		t.Fatal("key still logs in after Remove")
 	}
 	// The gateway itself still gets in: its own line was not touched.
-	if _, err := Dial(t.Context(), &net.Dialer{}, tg, d.Auth, nil, d.Options); err != nil {
-		t.Fatalf("gateway login after Remove: %v", err)
-	}
+	gatewayLogin(t, tg, d)
 }
 
 // TestDeployPreservesForeignBytes: an administrator's authorized_keys with
@@ -249,9 +259,7 @@ func TestDeployPreservesForeignBytes(t *testing.T) {
 	}
 	// The from= line still admits the gateway (the Remove above proved it
 	// too, since it had to log in).
-	if _, err := Dial(t.Context(), &net.Dialer{}, tg, d.Auth, nil, d.Options); err != nil {
-		t.Fatalf("gateway login through its restricted line: %v", err)
-	}
+	gatewayLogin(t, tg, d)
 }
 
 func TestDeployIdempotentAndPerKey(t *testing.T) {

@@ -5,9 +5,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -15,6 +17,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/shellgate/shellgate/internal/sshserver"
 	"github.com/shellgate/shellgate/internal/testsshd"
 )
 
@@ -66,19 +69,55 @@ func throwawayName(t *testing.T) string {
 	return name
 }
 
-func rootGateway(t *testing.T) (*Deployer, *Target) {
+// rootGateway starts an in-process SSH server (running commands as root)
+// and returns a Deployer and a target logging in as root, or as login if
+// set. With fakeSudo, a sudo on the server's PATH refuses as sudo -n does
+// without a NOPASSWD rule, whether or not sudo is installed here.
+//
+// Commands run through a wrapper that waits 0.2 s first: internal/sshserver
+// replies to "exec" only after starting the command, so a command that
+// exits at once can close the channel before the reply and the client sees
+// EOF instead of an exit status (a harness race, reported; OpenSSH replies
+// first).
+func rootGateway(t *testing.T, login string, fakeSudo bool) (*Deployer, *Target) {
 	t.Helper()
+	dir := t.TempDir()
+	path := os.Getenv("PATH")
+	if fakeSudo {
+		script := "#!/bin/sh\necho 'sudo: a password is required' >&2\nexit 1\n"
+		if err := os.WriteFile(filepath.Join(dir, "sudo"), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		path = dir + ":" + path
+	}
+	shell := filepath.Join(dir, "slow-sh")
+	wrapper := "#!/bin/sh\nsleep 0.2\nPATH='" + path + "'; export PATH\nexec /bin/sh \"$@\"\n"
+	if err := os.WriteFile(shell, []byte(wrapper), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	gw := newSigner(t)
-	srv := startServer(t, serverOpts{keys: []ssh.PublicKey{gw.PublicKey()}})
-	tg := srv.target("web-1", true)
-	tg.User = "root"
-	return &Deployer{Dialer: &recordingDialer{}, Auth: Auth{Signers: []ssh.Signer{gw}}, Options: testOpts}, tg
+	srv, err := sshserver.Start(sshserver.Config{
+		Shell:     []string{shell},
+		Dir:       dir,
+		PublicKey: func(_ string, k ssh.PublicKey) bool { return bytes.Equal(k.Marshal(), gw.PublicKey().Marshal()) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	host, port, _ := net.SplitHostPort(srv.Addr())
+	p, _ := strconv.Atoi(port)
+	if login == "" {
+		login = "root"
+	}
+	tg := &Target{Name: "web-1", Host: host, Port: p, User: login, HostKeys: []ssh.PublicKey{srv.HostKey()}}
+	return &Deployer{Dialer: &net.Dialer{}, Auth: Auth{Signers: []ssh.Signer{gw}}, Options: testOpts}, tg
 }
 
 func TestDeployUserPerKey(t *testing.T) {
 	requireUserTools(t)
 	name := throwawayName(t)
-	d, tg := rootGateway(t)
+	d, tg := rootGateway(t, "", false)
 	key, keyPath := deployKeyFile(t, 21, name)
 
 	var log logLines
@@ -151,7 +190,7 @@ func TestDeployUserPerKey(t *testing.T) {
 // "daemon" must not become a way into those accounts.
 func TestDeployUserPerKeyRefusesSystemAccounts(t *testing.T) {
 	requireUserTools(t)
-	d, tg := rootGateway(t)
+	d, tg := rootGateway(t, "", false)
 	rootKeys := "/root/.ssh/authorized_keys"
 	before, beforeErr := os.ReadFile(rootKeys)
 	for _, name := range []string{"root", "daemon"} {
@@ -173,11 +212,7 @@ func TestDeployUserPerKeyRefusesSystemAccounts(t *testing.T) {
 // through sudo -n, and says so plainly when it cannot.
 func TestDeployUserPerKeyWithoutPrivilege(t *testing.T) {
 	requireUserTools(t)
-	if _, err := exec.LookPath("sudo"); err == nil {
-		t.Skip("sudo is installed; as root it would succeed")
-	}
-	d, tg := rootGateway(t)
-	tg.User = "deployer"
+	d, tg := rootGateway(t, "deployer", true)
 	name := throwawayName(t)
 	key, _ := deployKeyFile(t, 31, name)
 	var log logLines
