@@ -106,7 +106,7 @@ func (id *Identity) DeployKey() terminal.DeployKey {
 // are reached with the gateway key, so the password is offered to t alone.
 func InstallWithPassword(ctx context.Context, d terminal.Dialer, id *Identity, t *terminal.Target, password string, log func(string)) error {
 	if len(t.HostKeys) == 0 {
-		return terminal.ErrHostKeyNotPinned
+		return ErrNotPinned
 	}
 	via := d
 	if t.Jump != nil {
