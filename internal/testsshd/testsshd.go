@@ -419,6 +419,10 @@ func (s *SSHD) start() error {
 	var stderr bytes.Buffer
 	cmd := exec.Command(s.sshdPath, "-D", "-f", s.configPath, "-E", s.LogFile)
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
+	// Session processes inherit sshd's stderr pipe. Without a bound, Wait would wait
+	// for every one of them, and a test that leaks a connection would hang Stop (and
+	// the whole package) until the 10-minute test timeout.
+	cmd.WaitDelay = 2 * time.Second
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", s.sshdPath, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"os/user"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -186,5 +187,32 @@ func TestCleanupRemovesUser(t *testing.T) {
 	})
 	if _, err := user.Lookup(name); err == nil {
 		t.Fatalf("user %s still exists after cleanup", name)
+	}
+}
+
+// TestStopMasterDespiteSurvivingConnection: a per-connection sshd process that
+// outlives the listening sshd (one forked while Stop was walking the process tree, or
+// an orphan after Restart) still holds sshd's stderr pipe. Stopping the master must not
+// wait for it, or the whole package hangs until the test timeout.
+func TestStopMasterDespiteSurvivingConnection(t *testing.T) {
+	s := Start(t, Options{})
+	client := s.Dial(t)
+	defer client.Close()
+	survivors := childPIDs(s.cmd.Process.Pid) // the connection's sshd processes
+	if len(survivors) == 0 {
+		t.Fatal("no per-connection sshd process found")
+	}
+	done := make(chan struct{})
+	go func() {
+		s.stopMaster() // the master only: the connection's processes live on
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("stopping sshd hung on a connection process holding its stderr")
+	}
+	for _, pid := range survivors {
+		killDescendants(pid)
 	}
 }
