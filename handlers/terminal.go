@@ -203,6 +203,9 @@ func (s *Server) openTerminal(ctx context.Context, u *store.User, wsID string, m
 	if err != nil {
 		return fail(err)
 	}
+	if s.cfg.DemoAuth != nil {
+		auth.Signers = append(auth.Signers, s.cfg.DemoAuth(sv.ID)...)
+	}
 	if st.UserPerKey && login != "" {
 		target.User = login
 	}

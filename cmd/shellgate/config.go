@@ -23,6 +23,8 @@ type config struct {
 	TrustedProxies []*net.IPNet
 	AdminPassword  string // only for the first start; never stored as given
 	LogFormat      string
+	// Demo runs an in-process SSH server on loopback and a stack "demo" pointing at it.
+	Demo bool
 }
 
 func parseConfig(name string, args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
@@ -42,6 +44,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	tlsKey := fs.String("tls-key", env("TLS_KEY", ""), "TLS private key file (SHELLGATE_TLS_KEY)")
 	proxies := fs.String("trusted-proxies", env("TRUSTED_PROXIES", ""), "comma-separated CIDRs whose X-Forwarded-For is believed (SHELLGATE_TRUSTED_PROXIES)")
 	logFormat := fs.String("log-format", env("LOG_FORMAT", "text"), "log format: text or json (SHELLGATE_LOG_FORMAT)")
+	demoMode := fs.Bool("demo", env("DEMO", "") == "true", "also run an in-process SSH server on loopback with a stack \"demo\": a shell as the current OS user for anyone who can open it (SHELLGATE_DEMO=true)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -50,7 +53,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	}
 	cfg := &config{
 		Listen: *listen, DataDir: *dataDir, DatabaseURL: *dbURL, TLSCert: *tlsCert, TLSKey: *tlsKey,
-		AdminPassword: getenv("SHELLGATE_ADMIN_PASSWORD"), LogFormat: *logFormat,
+		AdminPassword: getenv("SHELLGATE_ADMIN_PASSWORD"), LogFormat: *logFormat, Demo: *demoMode,
 	}
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		return nil, errors.New("--tls-cert and --tls-key go together")
