@@ -111,8 +111,11 @@ type termClient struct {
 	ws     *websocket.Conn
 	out    strings.Builder
 	status []terminal.StatusMessage
-	code   int
-	reason string
+	// prompts are the prompt messages received; onPrompt, if set, answers each one.
+	prompts  []terminal.PromptMessage
+	onPrompt func(p *terminal.PromptMessage)
+	code     int
+	reason   string
 }
 
 func (b *browser) openTerminal(serverID int64, ticket string) *termClient {
@@ -152,6 +155,12 @@ func (tc *termClient) until(cond func() bool) bool {
 		}
 		if s, ok := m.(*terminal.StatusMessage); ok {
 			tc.status = append(tc.status, *s)
+		}
+		if p, ok := m.(*terminal.PromptMessage); ok {
+			tc.prompts = append(tc.prompts, *p)
+			if tc.onPrompt != nil {
+				tc.onPrompt(p)
+			}
 		}
 	}
 	return true
