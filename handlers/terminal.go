@@ -130,6 +130,8 @@ func (s *Server) terminalSocket(c echo.Context) error {
 			opened.stack, opened.server, opened.keys = st, sv, keys
 			return t, auth, nil
 		},
+		// Trace runs after Open, so it knows the stack and whether it is being debugged.
+		Trace: func(line string) { s.traceTerminal(opened.stack, opened.server, line) },
 		OnStart: func(info terminal.SessionInfo) {
 			s.auditTerminal(u, clientIP, opened.stack, opened.server, "terminal.start", true, map[string]string{
 				"session": info.ID, "login": info.User, "keys": opened.keys,
