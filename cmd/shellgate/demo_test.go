@@ -139,9 +139,8 @@ func signIn(t *testing.T, base, user, password string) *webClient {
 	return w
 }
 
-// runInTerminal opens a terminal to a server through the real endpoint, types cmd and
-// returns once want appears in the output.
-func (w *webClient) runInTerminal(stackID, serverID, cmd, want string) {
+// openTerminalSocket gets a ticket and opens the terminal socket with it.
+func (w *webClient) openTerminalSocket(stackID, serverID string) *websocket.Conn {
 	t := w.t
 	t.Helper()
 	resp := w.post("/api/terminal/tickets", "application/json", `{"stack":"`+stackID+`","server":"`+serverID+`"}`)
@@ -160,28 +159,55 @@ func (w *webClient) runInTerminal(stackID, serverID, cmd, want string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ws.Close()
+	t.Cleanup(func() { ws.Close() })
 	open, _ := terminal.EncodeControl(terminal.OpenMessage{Server: serverID, Cols: 80, Rows: 24, Ticket: tk.Ticket})
 	ws.WriteMessage(websocket.TextMessage, open)
+	return ws
+}
+
+// readSocket reads (acking output) until done says stop; it returns the output and the
+// close code (0 while open).
+func readSocket(t *testing.T, ws *websocket.Conn, done func(out string, st *terminal.StatusMessage) bool) (string, int) {
+	t.Helper()
 	var out strings.Builder
 	ws.SetReadDeadline(time.Now().Add(20 * time.Second))
-	sent := false
-	for !strings.Contains(out.String(), want) {
+	for {
 		typ, data, err := ws.ReadMessage()
 		if err != nil {
+			if ce, ok := err.(*websocket.CloseError); ok {
+				return out.String(), ce.Code
+			}
 			t.Fatalf("socket: %v; output so far:\n%s", err, out.String())
 		}
+		var st *terminal.StatusMessage
 		if typ == websocket.BinaryMessage {
 			out.Write(data)
 			ack, _ := terminal.EncodeControl(terminal.AckMessage{Offset: int64(out.Len())})
 			ws.WriteMessage(websocket.TextMessage, ack)
-			continue
+		} else {
+			m, _ := terminal.DecodeServerControl(data)
+			st, _ = m.(*terminal.StatusMessage)
 		}
-		m, _ := terminal.DecodeServerControl(data)
-		if s, ok := m.(*terminal.StatusMessage); ok && s.State == terminal.StateConnected && !sent {
+		if done(out.String(), st) {
+			return out.String(), 0
+		}
+	}
+}
+
+// runInTerminal opens a terminal to a server through the real endpoint, types cmd once
+// connected and returns once want appears in the output.
+func (w *webClient) runInTerminal(stackID, serverID, cmd, want string) {
+	w.t.Helper()
+	ws := w.openTerminalSocket(stackID, serverID)
+	defer ws.Close()
+	_, code := readSocket(w.t, ws, func(out string, st *terminal.StatusMessage) bool {
+		if st != nil && st.State == terminal.StateConnected {
 			ws.WriteMessage(websocket.BinaryMessage, []byte(cmd+"\n"))
-			sent = true
 		}
+		return strings.Contains(out, want)
+	})
+	if code != 0 {
+		w.t.Fatalf("closed with %d before %q", code, want)
 	}
 }
 

@@ -101,7 +101,7 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		}
 		defer dm.Close()
 	}
-	terms := terminal.NewManager(terminal.Config{Dialer: dialer, Logger: logger})
+	terms := terminal.NewManager(terminal.Config{Dialer: dialer, Logger: logger, MaxPerUser: cfg.MaxTerminalsPerUser})
 
 	hcfg := handlers.Config{
 		PublicURL:       cfg.PublicURL,
