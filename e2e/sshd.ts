@@ -13,16 +13,18 @@ export interface SSHD {
   clientKeyPath: string;
   clientPublicKey: string;
   throwaway: boolean;
+  password?: string; // with startSSHD({ password: true })
 }
 
 let sshdProc: ChildProcess | undefined;
 // Each JSON line testsshd prints (again after SIGHUP, with a new host key).
 let sshdLines: ((info: SSHD) => void)[] = [];
 
-export async function startSSHD(): Promise<SSHD> {
+export async function startSSHD(opts: { password?: boolean } = {}): Promise<SSHD> {
   execFileSync("go", ["build", "-o", "bin/testsshd", "./internal/testsshd/cmd/testsshd"], { stdio: "inherit" });
   execFileSync("go", ["build", "-o", "bin/seedkey", "./e2e/seedkey"], { stdio: "inherit" });
-  const proc = spawn("bin/testsshd", [], { stdio: ["pipe", "pipe", "pipe"] });
+  const env = { ...process.env, TESTSSHD_PASSWORD: opts.password ? "1" : "" };
+  const proc = spawn("bin/testsshd", [], { stdio: ["pipe", "pipe", "pipe"], env });
   sshdProc = proc;
   let out = "";
   let errOut = "";

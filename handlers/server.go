@@ -51,6 +51,9 @@ type Config struct {
 	// Terminals runs the browser terminals. Nil: a manager with default settings,
 	// dialing directly.
 	Terminals *terminal.Manager
+	// DemoAuth, set only in --demo mode, returns extra keys to offer to one server
+	// (the in-process demo server) for every user who may open it; nil elsewhere.
+	DemoAuth func(serverID int64) []ssh.Signer
 }
 
 // Server holds the dependencies of every handler.

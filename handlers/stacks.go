@@ -184,7 +184,7 @@ func (s *Server) stackPage(c echo.Context) error {
 func (s *Server) stackModel(c echo.Context, st *store.Stack, tab string) (pages.StackModel, error) {
 	ctx := c.Request().Context()
 	u := currentUser(c)
-	m := pages.StackModel{ID: st.ID, Name: st.Name, Description: st.Description, UserPerKey: st.UserPerKey, Tab: tab, IsAdmin: u.IsAdmin()}
+	m := pages.StackModel{ID: st.ID, Name: st.Name, Description: st.Description, UserPerKey: st.UserPerKey, DebugTrace: st.DebugTrace, Tab: tab, IsAdmin: u.IsAdmin()}
 	servers, err := s.store.ListServers(ctx, st.ID)
 	if err != nil {
 		return m, err
@@ -295,8 +295,8 @@ func (s *Server) stackModel(c echo.Context, st *store.Stack, tab string) (pages.
 	}
 
 	m.LogTab = store.LogDeploy
-	if c.QueryParam("log") == store.LogSSH {
-		m.LogTab = store.LogSSH
+	if l := c.QueryParam("log"); l == store.LogSSH || l == store.LogDebug {
+		m.LogTab = l
 	}
 	if tab == "log" {
 		lines, err := s.store.ListStackLog(ctx, st.ID, m.LogTab, 300)
@@ -740,6 +740,7 @@ func (s *Server) stackSettings(c echo.Context) error {
 	name := strings.TrimSpace(c.FormValue("name"))
 	desc := strings.TrimSpace(c.FormValue("description"))
 	userPerKey := c.FormValue("mode") == "user-per-key"
+	debugTrace := c.FormValue("debug_trace") == "on"
 	fail := func(msg string) error {
 		m, err := s.stackModel(c, st, "settings")
 		if err != nil {
@@ -763,7 +764,13 @@ func (s *Server) stackSettings(c echo.Context) error {
 		}
 		return err
 	}
-	s.audit(c, currentUser(c), "stack.update", name, true, map[string]string{"user_per_key": strconv.FormatBool(userPerKey)})
+	if debugTrace != st.DebugTrace {
+		if err := s.store.SetStackDebugTrace(ctx, st.ID, debugTrace); err != nil {
+			return err
+		}
+	}
+	s.audit(c, currentUser(c), "stack.update", name, true, map[string]string{
+		"user_per_key": strconv.FormatBool(userPerKey), "debug_trace": strconv.FormatBool(debugTrace)})
 	s.setFlash(c, "ok", "Settings saved.")
 	return c.Redirect(http.StatusSeeOther, stackURL(st.ID, "settings"))
 }

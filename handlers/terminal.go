@@ -130,6 +130,8 @@ func (s *Server) terminalSocket(c echo.Context) error {
 			opened.stack, opened.server, opened.keys = st, sv, keys
 			return t, auth, nil
 		},
+		// Trace runs after Open, so it knows the stack and whether it is being debugged.
+		Trace: func(line string) { s.traceTerminal(opened.stack, opened.server, line) },
 		OnStart: func(info terminal.SessionInfo) {
 			s.auditTerminal(u, clientIP, opened.stack, opened.server, "terminal.start", true, map[string]string{
 				"session": info.ID, "login": info.User, "keys": opened.keys,
@@ -202,6 +204,9 @@ func (s *Server) openTerminal(ctx context.Context, u *store.User, wsID string, m
 	auth, login, keys, err := s.userAuth(ctx, u, st)
 	if err != nil {
 		return fail(err)
+	}
+	if s.cfg.DemoAuth != nil {
+		auth.Signers = append(auth.Signers, s.cfg.DemoAuth(sv.ID)...)
 	}
 	if st.UserPerKey && login != "" {
 		target.User = login

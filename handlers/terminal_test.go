@@ -34,7 +34,13 @@ type termFixture struct {
 
 func newTermFixture(t *testing.T, mutate ...func(*handlers.Config)) *termFixture {
 	t.Helper()
-	sshd := testsshd.Start(t, testsshd.Options{})
+	return newTermFixtureWith(t, testsshd.Options{}, mutate...)
+}
+
+// newTermFixtureWith is newTermFixture with web-1's sshd started with opts.
+func newTermFixtureWith(t *testing.T, opts testsshd.Options, mutate ...func(*handlers.Config)) *termFixture {
+	t.Helper()
+	sshd := testsshd.Start(t, opts)
 	e := newEnv(t, mutate...)
 	ctx := context.Background()
 	alice := e.addUser("alice", pw, store.RoleMember)
@@ -111,8 +117,12 @@ type termClient struct {
 	ws     *websocket.Conn
 	out    strings.Builder
 	status []terminal.StatusMessage
-	code   int
-	reason string
+	// prompts are the prompt messages received; onPrompt, if set, answers each one.
+	prompts  []terminal.PromptMessage
+	onPrompt func(p *terminal.PromptMessage)
+	errors   []terminal.ErrorMessage // the message before a non-1000 close, in full
+	code     int
+	reason   string
 }
 
 func (b *browser) openTerminal(serverID int64, ticket string) *termClient {
@@ -152,6 +162,15 @@ func (tc *termClient) until(cond func() bool) bool {
 		}
 		if s, ok := m.(*terminal.StatusMessage); ok {
 			tc.status = append(tc.status, *s)
+		}
+		if e, ok := m.(*terminal.ErrorMessage); ok {
+			tc.errors = append(tc.errors, *e)
+		}
+		if p, ok := m.(*terminal.PromptMessage); ok {
+			tc.prompts = append(tc.prompts, *p)
+			if tc.onPrompt != nil {
+				tc.onPrompt(p)
+			}
 		}
 	}
 	return true

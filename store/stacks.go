@@ -20,6 +20,9 @@ type Stack struct {
 	// UserPerKey: each attached key gets a login of its own, named after the key,
 	// on every server, instead of going to the server's login user.
 	UserPerKey bool
+	// DebugTrace: terminal connections to its servers write ssh -v style lines to the
+	// stack log (tab LogDebug).
+	DebugTrace bool
 	CreatedAt  time.Time
 }
 
@@ -138,6 +141,7 @@ type StackLogLine struct {
 const (
 	LogDeploy = "deploy"
 	LogSSH    = "ssh"
+	LogDebug  = "debug" // ssh -v style lines of terminal connections, when Stack.DebugTrace
 )
 
 // GatewayIdentity is shellgate's own SSH key pair; the private key is sealed.
@@ -165,6 +169,8 @@ type StackStore interface {
 	// because the logins already deployed would be left behind.
 	SetStackMode(ctx context.Context, stackID int64, userPerKey bool) error
 	UpdateStack(ctx context.Context, stackID int64, name, description string) error
+	// SetStackDebugTrace turns tracing of the stack's terminal connections on or off.
+	SetStackDebugTrace(ctx context.Context, stackID int64, on bool) error
 
 	AddStackMember(ctx context.Context, stackID, userID int64, at time.Time) error
 	RemoveStackMember(ctx context.Context, stackID, userID int64) error
@@ -262,12 +268,12 @@ func (s *SQLite) CreateStack(ctx context.Context, st *Stack) error {
 		st.Name, st.Description, st.UserPerKey, ms(st.CreatedAt)).Scan(&st.ID))
 }
 
-const stackColumns = `s.id, s.name, s.description, s.user_per_key, s.created_at`
+const stackColumns = `s.id, s.name, s.description, s.user_per_key, s.debug_trace, s.created_at`
 
 func scanStack(r scanner) (*Stack, error) {
 	var st Stack
 	var created int64
-	if err := r.Scan(&st.ID, &st.Name, &st.Description, &st.UserPerKey, &created); err != nil {
+	if err := r.Scan(&st.ID, &st.Name, &st.Description, &st.UserPerKey, &st.DebugTrace, &created); err != nil {
 		return nil, normalize(err)
 	}
 	st.CreatedAt = fromMS(created)
@@ -320,6 +326,10 @@ func (s *SQLite) SetStackMode(ctx context.Context, stackID int64, userPerKey boo
 		_, err = tx.ExecContext(ctx, `UPDATE stacks SET user_per_key = ? WHERE id = ?`, userPerKey, stackID)
 		return normalize(err)
 	})
+}
+
+func (s *SQLite) SetStackDebugTrace(ctx context.Context, stackID int64, on bool) error {
+	return s.updateOne(ctx, `UPDATE stacks SET debug_trace = ? WHERE id = ?`, on, stackID)
 }
 
 func (s *SQLite) UpdateStack(ctx context.Context, stackID int64, name, description string) error {

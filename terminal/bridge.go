@@ -35,6 +35,11 @@ type Hooks struct {
 	// normal end.
 	OnEnd    func(info SessionInfo, exitStatus int, bytesIn, bytesOut int64, err error)
 	Recorder io.Writer // optional copy of all output (asciicast later)
+	// Trace, when set, receives this socket's ssh -v style dial lines
+	// instead of Config.DialOptions.Trace (e.g. a per-stack debug log). It
+	// never receives secrets; it is called while dialing and by keepalive,
+	// so it must not block for long.
+	Trace func(line string)
 }
 
 // bridge is one WebSocket showing (or about to show) one session.
@@ -303,7 +308,11 @@ func (b *bridge) open(msg OpenMessage) error {
 	if auth.Prompter == nil {
 		auth.Prompter = socketPrompter{b}
 	}
-	client, err := Dial(b.ctx, b.cfg.Dialer, t, auth, askingPolicy{b}, b.cfg.DialOptions)
+	opts := b.cfg.DialOptions
+	if b.h.Trace != nil {
+		opts.Trace = b.h.Trace
+	}
+	client, err := Dial(b.ctx, b.cfg.Dialer, t, auth, askingPolicy{b}, opts)
 	if err != nil {
 		var hk *HostKeyError
 		if errors.As(err, &hk) && errors.Is(err, ErrHostKeyChanged) {

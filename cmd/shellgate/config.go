@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -23,6 +24,10 @@ type config struct {
 	TrustedProxies []*net.IPNet
 	AdminPassword  string // only for the first start; never stored as given
 	LogFormat      string
+	// Demo runs an in-process SSH server on loopback and a stack "demo" pointing at it.
+	Demo bool
+	// MaxTerminalsPerUser caps live terminal sessions per user (detached ones count).
+	MaxTerminalsPerUser int
 }
 
 func parseConfig(name string, args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
@@ -42,6 +47,8 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	tlsKey := fs.String("tls-key", env("TLS_KEY", ""), "TLS private key file (SHELLGATE_TLS_KEY)")
 	proxies := fs.String("trusted-proxies", env("TRUSTED_PROXIES", ""), "comma-separated CIDRs whose X-Forwarded-For is believed (SHELLGATE_TRUSTED_PROXIES)")
 	logFormat := fs.String("log-format", env("LOG_FORMAT", "text"), "log format: text or json (SHELLGATE_LOG_FORMAT)")
+	demoMode := fs.Bool("demo", env("DEMO", "") == "true", "also run an in-process SSH server on loopback with a stack \"demo\": a shell as the current OS user for anyone who can open it (SHELLGATE_DEMO=true)")
+	maxTerms := fs.String("max-terminals-per-user", env("MAX_TERMINALS_PER_USER", "10"), "live terminal sessions per user, detached ones included (SHELLGATE_MAX_TERMINALS_PER_USER)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -50,8 +57,13 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	}
 	cfg := &config{
 		Listen: *listen, DataDir: *dataDir, DatabaseURL: *dbURL, TLSCert: *tlsCert, TLSKey: *tlsKey,
-		AdminPassword: getenv("SHELLGATE_ADMIN_PASSWORD"), LogFormat: *logFormat,
+		AdminPassword: getenv("SHELLGATE_ADMIN_PASSWORD"), LogFormat: *logFormat, Demo: *demoMode,
 	}
+	n, err := strconv.Atoi(*maxTerms)
+	if err != nil || n < 1 || n > 10000 {
+		return nil, fmt.Errorf("max terminals per user %q: want a number from 1 to 10000", *maxTerms)
+	}
+	cfg.MaxTerminalsPerUser = n
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		return nil, errors.New("--tls-cert and --tls-key go together")
 	}

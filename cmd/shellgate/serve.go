@@ -93,9 +93,17 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	}
 	worker := jobs.NewWorker(st, deployer)
 	worker.Log = logger
-	terms := terminal.NewManager(terminal.Config{Dialer: dialer, Logger: logger})
+	var dm *demo
+	if cfg.Demo {
+		if dm, err = startDemo(ctx, st, logger); err != nil {
+			ln.Close()
+			return err
+		}
+		defer dm.Close()
+	}
+	terms := terminal.NewManager(terminal.Config{Dialer: dialer, Logger: logger, MaxPerUser: cfg.MaxTerminalsPerUser})
 
-	e, _, err := handlers.New(handlers.Config{
+	hcfg := handlers.Config{
 		PublicURL:       cfg.PublicURL,
 		AllowedHosts:    hosts,
 		TrustedProxies:  cfg.TrustedProxies,
@@ -114,7 +122,11 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 			Wake: worker.Wake,
 		},
 		Terminals: terms,
-	}, st)
+	}
+	if dm != nil {
+		hcfg.DemoAuth = dm.auth
+	}
+	e, _, err := handlers.New(hcfg, st)
 	if err != nil {
 		ln.Close()
 		return err

@@ -78,6 +78,8 @@ window.addEventListener("resize", () => fit.fit());
 // accessibility tools read the buffer through this handle. It exposes nothing the
 // page's own scripts could not reach.
 (window as unknown as { shellgateTerminal: Terminal }).shellgateTerminal = term;
+// The live connection, for browser tests that cut the socket to exercise resume.
+Object.defineProperty(window, "shellgateConnection", { get: () => conn });
 new MutationObserver(() => (term.options.theme = theme())).observe(document.documentElement, { attributes: true, attributeFilter: ["data-theme"] });
 
 function setState(state: string, label: string): void {

@@ -86,6 +86,8 @@ type info struct {
 	ClientKeyPath      string `json:"clientKeyPath"`
 	ClientPublicKey    string `json:"clientPublicKey"`
 	Throwaway          bool   `json:"throwaway"`
+	// Password is the login password, only with TESTSSHD_PASSWORD=1.
+	Password string `json:"password,omitempty"`
 }
 
 func main() {
@@ -118,7 +120,7 @@ func run(t *tb) (code int) {
 			Addr: s.Addr, Host: s.Host, Port: s.Port, User: s.User,
 			HostKeyFingerprint: ssh.FingerprintSHA256(s.HostKey),
 			AuthorizedKeysPath: s.AuthorizedKeysPath(), ClientKeyPath: s.ClientKeyPath,
-			ClientPublicKey: strings.TrimSpace(string(pub)), Throwaway: s.Throwaway,
+			ClientPublicKey: strings.TrimSpace(string(pub)), Throwaway: s.Throwaway, Password: s.Password,
 		})
 	}
 	print()
