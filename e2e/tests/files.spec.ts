@@ -1,13 +1,22 @@
-import { test, expect, signIn } from "../fixtures";
+import { test, expect, signIn, startShellgate, stopShellgate, type Shellgate } from "../fixtures";
 import { startSSHD, stopSSHD, requireThrowaway } from "../sshd";
 import { mkdtempSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 
-test.afterAll(stopSSHD);
+// Its own shellgate: the terminal sessions this test opens stay out of the audit
+// log that other test files read from the shared instance.
+let sg: Shellgate;
+test.beforeAll(async () => {
+  sg = await startShellgate();
+});
+test.afterAll(async () => {
+  await stopSSHD();
+  await stopShellgate(sg);
+});
 
-test("file panel: drop files, upload a folder, download, rename, delete", async ({ page, sg }) => {
+test("file panel: drop files, upload a folder, download, rename, delete", async ({ page }) => {
   const sshd = await startSSHD();
   requireThrowaway(sshd);
   await signIn(page, sg);
@@ -73,6 +82,7 @@ test("file panel: drop files, upload a folder, download, rename, delete", async 
   const row = (name: string) => panel.locator(`.files-row[data-name="${name}"]`);
   await expect(row("a.txt")).toBeVisible();
   await expect(row("b.bin")).toContainText("1.4 MiB");
+  await row("b.bin").hover();
   await page.screenshot({ path: "test-results/files-panel.png" });
 
   // A folder through the folder picker (webkitdirectory): its structure arrives.

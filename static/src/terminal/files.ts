@@ -55,6 +55,28 @@ export interface FilesOptions {
   dropTarget: HTMLElement;
 }
 
+// Icons are drawn, not emoji: a server without an emoji font shows boxes.
+const iconPaths: Record<string, string> = {
+  dir: "M2 5.5A1.5 1.5 0 0 1 3.5 4h3.6l1.6 1.8h7.8A1.5 1.5 0 0 1 18 7.3v7.2a1.5 1.5 0 0 1-1.5 1.5h-13A1.5 1.5 0 0 1 2 14.5z",
+  file: "M5 2.5h6.5L15 6v11.5H5zM11.5 2.5V6H15",
+  link: "M8.5 11.5l3-3M7 9.5l-1.8 1.8a2.3 2.3 0 0 0 3.3 3.3l1.8-1.8M13 10.5l1.8-1.8a2.3 2.3 0 0 0-3.3-3.3L9.7 7.2",
+  download: "M10 3v9M6 8.5l4 4 4-4M4 16h12",
+  rename: "M13.5 3.5l3 3-8.5 8.5H5v-3zM11.5 5.5l3 3",
+  trash: "M4 6h12M8 6V4h4v2M6 6l.8 10h6.4L14 6M8.5 9v4.5M11.5 9v4.5",
+};
+
+function icon(name: string): SVGSVGElement {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", "0 0 20 20");
+  svg.setAttribute("aria-hidden", "true");
+  svg.classList.add("files-svg", `files-svg-${name}`);
+  const p = document.createElementNS(ns, "path");
+  p.setAttribute("d", iconPaths[name]);
+  svg.append(p);
+  return svg;
+}
+
 const el = <T extends HTMLElement>(tag: string, cls?: string, text?: string): T => {
   const e = document.createElement(tag) as T;
   if (cls) e.className = cls;
@@ -63,7 +85,7 @@ const el = <T extends HTMLElement>(tag: string, cls?: string, text?: string): T 
 };
 
 export function humanSize(n: number): string {
-  if (n < 1024) return `${n} B`;
+  if (n < 1024) return `${Math.round(n)} B`;
   const units = ["KiB", "MiB", "GiB", "TiB", "PiB"];
   let v = n;
   let i = -1;
@@ -209,8 +231,8 @@ export function initFiles(opts: FilesOptions): void {
     const isDir = e.isDir || (e.isLink && !!e.targetIsDir);
     const li = el<HTMLLIElement>("li", "files-row" + (isDir ? " is-dir" : "") + (e.hidden ? " is-hidden" : ""));
     li.dataset.name = e.name;
-    const icon = el<HTMLSpanElement>("span", "files-kind", isDir ? "📁" : e.isLink ? "🔗" : "📄");
-    icon.setAttribute("aria-hidden", "true");
+    const kind = el<HTMLSpanElement>("span", "files-kind");
+    kind.append(icon(isDir ? "dir" : e.isLink ? "link" : "file"));
     let name: HTMLElement;
     if (isDir) {
       const b = el<HTMLButtonElement>("button", "files-name", e.name);
@@ -227,30 +249,33 @@ export function initFiles(opts: FilesOptions): void {
     }
     const meta = el<HTMLSpanElement>("span", "files-meta");
     const owner = e.owner || String(e.uid);
-    const parts = [isDir ? "folder" : humanSize(e.size), e.perm, owner, when(e.modTime)];
+    const parts = [isDir ? "folder" : humanSize(e.size), e.perm, when(e.modTime), owner];
     if (e.isLink && e.linkTarget) parts.push(`→ ${e.linkTarget}`);
     meta.textContent = parts.filter(Boolean).join(" · ");
+    meta.title = meta.textContent;
     const text = el<HTMLSpanElement>("span", "files-text");
     text.append(name, meta);
 
     const actions = el<HTMLSpanElement>("span", "files-row-actions");
-    const dl = el<HTMLAnchorElement>("a", "files-icon", "⤓");
+    const dl = el<HTMLAnchorElement>("a", "files-icon");
+    dl.append(icon("download"));
     dl.href = isDir
       ? `${base}/archive?path=${encodeURIComponent(e.path)}`
       : `${base}/download?path=${encodeURIComponent(e.path)}`;
     dl.setAttribute("download", "");
     dl.title = isDir ? `Download ${e.name} as a zip` : `Download ${e.name}`;
     dl.setAttribute("aria-label", dl.title);
-    const ren = iconButton("✎", `Rename ${e.name}`, () => void rename(e));
-    const del = iconButton("🗑", `Delete ${e.name}`, () => void remove(e, isDir));
+    const ren = iconButton(icon("rename"), `Rename ${e.name}`, () => void rename(e));
+    const del = iconButton(icon("trash"), `Delete ${e.name}`, () => void remove(e, isDir));
     del.classList.add("danger");
     actions.append(dl, ren, del);
-    li.append(icon, text, actions);
+    li.append(kind, text, actions);
     return li;
   }
 
-  function iconButton(label: string, title: string, onClick: () => void): HTMLButtonElement {
-    const b = el<HTMLButtonElement>("button", "files-icon", label);
+  function iconButton(label: string | SVGSVGElement, title: string, onClick: () => void): HTMLButtonElement {
+    const b = el<HTMLButtonElement>("button", "files-icon");
+    b.append(label);
     b.type = "button";
     b.title = title;
     b.setAttribute("aria-label", title);
