@@ -343,12 +343,13 @@ func validName(name string) bool {
 
 type mkdirRequest struct {
 	Dir  string `json:"dir"`
-	Name string `json:"name"`
+	Name string `json:"name"` // one new folder, which must not exist
+	Rel  string `json:"rel"`  // or a relative path, created as needed (empty folders of a dropped folder)
 }
 
 func (s *Server) filesMkdir(c echo.Context) error {
 	var req mkdirRequest
-	if err := c.Bind(&req); err != nil || !validName(req.Name) {
+	if err := c.Bind(&req); err != nil || (req.Rel == "" && !validName(req.Name)) {
 		return s.fileError(c, echo.NewHTTPError(http.StatusBadRequest, "Give the new folder a name without \"/\"."))
 	}
 	fc, err := s.fileCall(c)
@@ -356,8 +357,16 @@ func (s *Server) filesMkdir(c echo.Context) error {
 		return s.fileError(c, err)
 	}
 	defer fc.release()
-	p := path.Join(req.Dir, req.Name)
-	err = fc.files.Mkdir(c.Request().Context(), p)
+	var p string
+	if req.Rel != "" {
+		p, err = fc.files.MkdirAll(c.Request().Context(), req.Dir, req.Rel)
+		if p == "" {
+			p = path.Join(req.Dir, req.Rel)
+		}
+	} else {
+		p = path.Join(req.Dir, req.Name)
+		err = fc.files.Mkdir(c.Request().Context(), p)
+	}
 	s.auditFile(c, fc, "file.mkdir", err, map[string]string{"path": p})
 	if err != nil {
 		return s.fileError(c, err)

@@ -152,6 +152,13 @@ func TestFilesRoundTripAgainstOpenSSH(t *testing.T) {
 	if code := f.alice.callJSON(http.MethodPost, f.filesURL("/mkdir"), map[string]string{"dir": home, "name": "proj"}, nil); code != http.StatusConflict {
 		t.Fatalf("mkdir again: %d, want 409", code)
 	}
+	var made struct{ Path string }
+	if code := f.alice.callJSON(http.MethodPost, f.filesURL("/mkdir"), map[string]string{"dir": home + "/proj", "rel": "empty/inner"}, &made); code != http.StatusOK || made.Path != home+"/proj/empty/inner" {
+		t.Fatalf("mkdir rel: %d %+v", code, made)
+	}
+	if code := f.alice.callJSON(http.MethodPost, f.filesURL("/mkdir"), map[string]string{"dir": home, "rel": "../escape"}, nil); code != http.StatusBadRequest {
+		t.Fatalf("mkdir ../: %d, want 400", code)
+	}
 	if code, msg := f.upload(f.alice, home+"/proj", "src/main.go", []byte("package main\n"), false); code != http.StatusOK {
 		t.Fatalf("upload into folder: %d %s", code, msg)
 	}
@@ -172,7 +179,7 @@ func TestFilesRoundTripAgainstOpenSSH(t *testing.T) {
 		t.Fatalf("archive disposition %q", resp.Header.Get("Content-Disposition"))
 	}
 	var count struct{ Files, Dirs int }
-	if code := f.alice.callJSON(http.MethodGet, f.filesURL("/count?path="+url.QueryEscape(home+"/proj")), nil, &count); code != http.StatusOK || count.Files != 1 || count.Dirs != 1 {
+	if code := f.alice.callJSON(http.MethodGet, f.filesURL("/count?path="+url.QueryEscape(home+"/proj")), nil, &count); code != http.StatusOK || count.Files != 1 || count.Dirs != 3 {
 		t.Fatalf("count: %d %+v", code, count)
 	}
 	if code := f.alice.callJSON(http.MethodPost, f.filesURL("/delete"), map[string]string{"path": home + "/proj"}, nil); code != http.StatusNoContent {

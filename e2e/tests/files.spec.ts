@@ -85,6 +85,10 @@ test("file panel: drop files, upload a folder, download, rename, delete", async 
   await row("b.bin").hover();
   await page.screenshot({ path: "test-results/files-panel.png" });
 
+  await page.evaluate(() => (document.documentElement.dataset.theme = "dark"));
+  await page.screenshot({ path: "test-results/files-panel-dark.png" });
+  await page.evaluate(() => (document.documentElement.dataset.theme = "light"));
+
   // A folder through the folder picker (webkitdirectory): its structure arrives.
   const local = mkdtempSync(join(tmpdir(), "sg-files-"));
   const folder = join(local, "project");

@@ -28,6 +28,9 @@ interface Listing {
   parts: { name: string; path: string }[];
 }
 
+/** What a drop or a picker gave: a file and its relative path, or an empty folder (no file). */
+type Dropped = { file?: File; rel: string };
+
 /** An upload: one file, its place under the folder it was dropped on, its request. */
 interface Upload {
   file: File;
@@ -397,10 +400,18 @@ export function initFiles(opts: FilesOptions): void {
   const uploads: Upload[] = [];
   let active = 0;
 
-  function enqueue(items: { file: File; rel: string }[]): void {
-    if (items.length === 0) return;
+  function enqueue(dropped: Dropped[]): void {
+    if (dropped.length === 0) return;
     if (panel!.hidden) setOpen(true);
     const dir = cwd;
+    const folders = dropped.filter((d) => !d.file).map((d) => d.rel);
+    const items = dropped.filter((d): d is { file: File; rel: string } => !!d.file);
+    if (folders.length > 0) {
+      void Promise.all(folders.map((rel) => api("POST", "/mkdir", { dir, rel })))
+        .then(() => items.length === 0 && load(cwd))
+        .catch((err: Error) => showError(err.message));
+    }
+    if (items.length === 0) return;
     transfers.hidden = false;
     for (const it of items) {
       const row = el<HTMLLIElement>("li", "files-upload");
@@ -571,14 +582,21 @@ export function initFiles(opts: FilesOptions): void {
     });
   }
 
+  // A file dropped anywhere else would make the browser open it, leaving the terminal.
+  for (const type of ["dragover", "drop"]) {
+    window.addEventListener(type, (ev) => {
+      if (hasFiles(ev as DragEvent)) ev.preventDefault();
+    });
+  }
+
   if (localStorage.getItem(storageOpen) === "1") setOpen(true);
 }
 
 // dropped turns a drop into files with their relative paths. Folders are walked
 // through webkitGetAsEntry; a File without an entry (a synthetic drop, older
 // browsers) uses its webkitRelativePath or its name.
-export async function dropped(dt: DataTransfer): Promise<{ file: File; rel: string }[]> {
-  const out: { file: File; rel: string }[] = [];
+export async function dropped(dt: DataTransfer): Promise<Dropped[]> {
+  const out: Dropped[] = [];
   const walks: Promise<void>[] = [];
   const items = [...dt.items].filter((i) => i.kind === "file");
   if (items.length === 0) {
@@ -596,7 +614,7 @@ export async function dropped(dt: DataTransfer): Promise<{ file: File; rel: stri
   return out;
 }
 
-async function walk(entry: FileSystemEntry, out: { file: File; rel: string }[], depth = 0): Promise<void> {
+async function walk(entry: FileSystemEntry, out: Dropped[], depth = 0): Promise<void> {
   if (depth > 64) return;
   const rel = entry.fullPath.replace(/^\/+/, "") || entry.name;
   if (entry.isFile) {
@@ -607,9 +625,13 @@ async function walk(entry: FileSystemEntry, out: { file: File; rel: string }[], 
   if (!entry.isDirectory) return;
   const reader = (entry as FileSystemDirectoryEntry).createReader();
   // readEntries answers in batches (100 in Chromium) until it returns none.
+  let children = 0;
   for (let i = 0; i < 10_000; i++) {
     const batch = await new Promise<FileSystemEntry[]>((res, rej) => reader.readEntries(res, rej));
     if (batch.length === 0) break;
+    children += batch.length;
     for (const child of batch) await walk(child, out, depth + 1);
   }
+  // An empty folder has no file to carry its path: it is created on its own.
+  if (children === 0) out.push({ rel });
 }
