@@ -46,6 +46,17 @@ func (s *Server) routes(e *echo.Echo) {
 	app.POST("/api/terminal/tickets", s.issueTicket)
 	// The terminal socket stays out of any timeout or compression middleware.
 	app.GET("/api/terminal/ws", s.terminalSocket)
+	// Files beside the terminal: transfers stream for as long as they take, so these
+	// routes stay out of body limits and timeouts (see files.go).
+	files := app.Group("/stacks/:id/servers/:sid/files")
+	files.GET("", s.filesList)
+	files.GET("/count", s.filesCount)
+	files.GET("/download", s.filesDownload)
+	files.GET("/archive", s.filesArchive)
+	files.PUT("/upload", s.filesUpload)
+	files.POST("/mkdir", s.filesMkdir)
+	files.POST("/rename", s.filesRename)
+	files.POST("/delete", s.filesDelete)
 	app.GET("/keys", s.keysPage)
 	app.POST("/keys/public", s.addPublicKey)
 	app.POST("/keys/upload", s.uploadPrivateKey)

@@ -67,6 +67,7 @@ type Server struct {
 	throttle throttle
 	stacks   StacksConfig
 	terms    *terminal.Manager
+	files    *terminal.Pool // SSH connections of the file panel, one per user × server
 }
 
 // New builds the echo application with every route and middleware.
@@ -112,6 +113,7 @@ func New(cfg Config, st store.Store) (*echo.Echo, *Server, error) {
 	if s.terms == nil {
 		s.terms = terminal.NewManager(terminal.Config{Dialer: cfg.Stacks.Dialer, Logger: cfg.Logger})
 	}
+	s.files = terminal.NewPool(s.terms, terminal.PoolConfig{Dialer: cfg.Stacks.Dialer, Logger: cfg.Logger})
 	s.cookies = sessions.NewCookieStore(cfg.SessionHashKey, cfg.SessionBlockKey)
 	s.cookies.MaxAge(int(cfg.SessionTTL.Seconds()))
 	s.cookies.Options.HttpOnly = true

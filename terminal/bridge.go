@@ -325,6 +325,8 @@ func (b *bridge) open(msg OpenMessage) error {
 	b.mu.Unlock()
 	s, err := startSession(client, t, b.h.UserID, cols, rows, sessionConfig{
 		window: b.cfg.Window, grace: b.cfg.Grace, recorder: b.h.Recorder, onEnd: b.h.OnEnd, m: b.m,
+		// Open has checked the ticket binds msg.Server to this user.
+		serverKey: msg.Server,
 	})
 	if err != nil {
 		client.Close()

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 )
 
 // Config tunes a Manager; the zero value gives the documented defaults.
@@ -71,6 +73,7 @@ type Manager struct {
 	sessions map[string]*Session
 	perUser  map[string]int // live sessions plus opens in progress
 	bridges  map[*bridge]struct{}
+	closers  []func()       // run by Shutdown (the file connection pool)
 	wg       sync.WaitGroup // session goroutines and Serve calls
 }
 
@@ -102,6 +105,37 @@ func (m *Manager) Sessions() []SessionInfo {
 	return infos
 }
 
+// ClientFor returns the SSH connection of the newest live session of
+// userID to serverKey (the OpenMessage.Server its Hooks.Open accepted), or nil. The connection stays the
+// session's: borrowers must not close it, and it closes when the session ends.
+func (m *Manager) ClientFor(userID, serverKey string) *ssh.Client {
+	if serverKey == "" {
+		return nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var best *Session
+	for _, s := range m.sessions {
+		if s.userID != userID || s.server != serverKey || s.ctx.Err() != nil {
+			continue
+		}
+		if best == nil || s.started.After(best.started) {
+			best = s
+		}
+	}
+	if best == nil {
+		return nil
+	}
+	return best.client
+}
+
+// onShutdown registers f to run when Shutdown starts.
+func (m *Manager) onShutdown(f func()) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closers = append(m.closers, f)
+}
+
 // Terminate ends a session for an administrator: its socket closes with
 // CloseTerminated and OnEnd receives an error wrapping ErrTerminated and
 // the reason.
@@ -131,7 +165,11 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 	for b := range m.bridges {
 		bridges = append(bridges, b)
 	}
+	closers := m.closers
 	m.mu.Unlock()
+	for _, f := range closers {
+		f()
+	}
 	for _, b := range bridges {
 		b.cancel(ErrShutdown)
 	}

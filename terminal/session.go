@@ -26,6 +26,7 @@ type Session struct {
 	token    string
 	userID   string
 	target   *Target
+	server   string // OpenMessage.Server, as validated by Hooks.Open
 	started  time.Time
 	client   *ssh.Client
 	ssh      *ssh.Session
@@ -111,6 +112,7 @@ func startSession(client *ssh.Client, t *Target, userID string, cols, rows int, 
 		token:      randomID() + randomID(),
 		userID:     userID,
 		target:     t,
+		server:     cfg.serverKey,
 		started:    time.Now(),
 		client:     client,
 		ssh:        sess,
@@ -142,6 +144,8 @@ type sessionConfig struct {
 	recorder io.Writer
 	onEnd    func(SessionInfo, int, int64, int64, error)
 	m        *Manager
+
+	serverKey string // OpenMessage.Server, as validated by Hooks.Open
 }
 
 // ID names the session in resume messages and admin pages.

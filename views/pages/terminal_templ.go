@@ -140,14 +140,14 @@ func Terminal(p views.Page, m TerminalModel) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 6, "</code></div><span class=\"term-state\" data-state=\"connecting\" role=\"status\" aria-live=\"polite\" data-testid=\"term-state\">Connecting…</span> <span class=\"term-latency\" data-latency title=\"Round trip to shellgate\"></span><div class=\"term-tools\"><button type=\"button\" class=\"btn btn-small\" data-open-search title=\"Search the scrollback (Ctrl+F)\">Search</button> <span class=\"sr-only\">Font size</span> <button type=\"button\" class=\"btn btn-small\" data-font-smaller aria-label=\"Smaller text\">A−</button> <span class=\"font-size\" data-font-size></span> <button type=\"button\" class=\"btn btn-small\" data-font-larger aria-label=\"Larger text\">A+</button> <label title=\"Copy selected text to the clipboard automatically\"><input type=\"checkbox\" data-copy-on-select> Copy on select</label> <button type=\"button\" class=\"btn btn-small\" data-theme-toggle>Theme</button></div></header><main class=\"term-main\"><div id=\"terminal\" data-terminal data-stack=\"")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 6, "</code></div><span class=\"term-state\" data-state=\"connecting\" role=\"status\" aria-live=\"polite\" data-testid=\"term-state\">Connecting…</span> <span class=\"term-latency\" data-latency title=\"Round trip to shellgate\"></span><div class=\"term-tools\"><button type=\"button\" class=\"btn btn-small\" data-open-search title=\"Search the scrollback (Ctrl+F)\">Search</button> <span class=\"sr-only\">Font size</span> <button type=\"button\" class=\"btn btn-small\" data-font-smaller aria-label=\"Smaller text\">A−</button> <span class=\"font-size\" data-font-size></span> <button type=\"button\" class=\"btn btn-small\" data-font-larger aria-label=\"Larger text\">A+</button> <label title=\"Copy selected text to the clipboard automatically\"><input type=\"checkbox\" data-copy-on-select> Copy on select</label> <button type=\"button\" class=\"btn btn-small\" data-theme-toggle>Theme</button> <button type=\"button\" class=\"btn btn-small\" data-files-toggle aria-controls=\"files-panel\" aria-expanded=\"false\">Files</button></div></header><main class=\"term-main\"><div id=\"terminal\" data-terminal data-stack=\"")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
 			var templ_7745c5c3_Var10 string
 			templ_7745c5c3_Var10, templ_7745c5c3_Err = templ.JoinStringErrs(i64(m.StackID))
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `pages/terminal.templ`, Line: 47, Col: 32}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `pages/terminal.templ`, Line: 48, Col: 32}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var10))
 			if templ_7745c5c3_Err != nil {
@@ -160,7 +160,7 @@ func Terminal(p views.Page, m TerminalModel) templ.Component {
 			var templ_7745c5c3_Var11 string
 			templ_7745c5c3_Var11, templ_7745c5c3_Err = templ.JoinStringErrs(i64(m.ServerID))
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `pages/terminal.templ`, Line: 48, Col: 34}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `pages/terminal.templ`, Line: 49, Col: 34}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var11))
 			if templ_7745c5c3_Err != nil {
@@ -173,7 +173,7 @@ func Terminal(p views.Page, m TerminalModel) templ.Component {
 			var templ_7745c5c3_Var12 string
 			templ_7745c5c3_Var12, templ_7745c5c3_Err = templ.JoinStringErrs(m.ServerName)
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `pages/terminal.templ`, Line: 49, Col: 36}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `pages/terminal.templ`, Line: 50, Col: 36}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var12))
 			if templ_7745c5c3_Err != nil {
@@ -186,65 +186,73 @@ func Terminal(p views.Page, m TerminalModel) templ.Component {
 			var templ_7745c5c3_Var13 string
 			templ_7745c5c3_Var13, templ_7745c5c3_Err = templ.JoinStringErrs("Terminal on " + m.ServerName)
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `pages/terminal.templ`, Line: 50, Col: 47}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `pages/terminal.templ`, Line: 51, Col: 47}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var13))
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 10, "\"></div><div class=\"term-search\" data-search hidden><input type=\"search\" placeholder=\"Search (Enter, Shift+Enter)\" aria-label=\"Search the terminal\"></div><div class=\"term-closed\" hidden data-closed-message-box><span data-closed-message data-testid=\"closed-message\"></span> <button type=\"button\" class=\"btn btn-primary btn-small\" data-reconnect hidden>Open a new session</button></div></main><dialog id=\"prompt-dialog\" class=\"modal\" aria-labelledby=\"prompt-title\"><form method=\"dialog\"><h2 id=\"prompt-title\" data-title></h2><p class=\"muted\" data-instruction></p><div data-fields></div><div class=\"actions\"><button type=\"submit\" value=\"cancel\" class=\"btn\" formnovalidate>Cancel</button> <button type=\"submit\" class=\"btn btn-primary\">Continue</button></div></form></dialog> <dialog id=\"hostkey-dialog\" class=\"modal\" aria-labelledby=\"hostkey-title\"><form method=\"dialog\"><h2 id=\"hostkey-title\">Trust ")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 10, "\"></div><div class=\"term-search\" data-search hidden><input type=\"search\" placeholder=\"Search (Enter, Shift+Enter)\" aria-label=\"Search the terminal\"></div><div class=\"term-closed\" hidden data-closed-message-box><span data-closed-message data-testid=\"closed-message\"></span> <button type=\"button\" class=\"btn btn-primary btn-small\" data-reconnect hidden>Open a new session</button></div>")
+			if templ_7745c5c3_Err != nil {
+				return templ_7745c5c3_Err
+			}
+			templ_7745c5c3_Err = FilesPanel(m).Render(ctx, templ_7745c5c3_Buffer)
+			if templ_7745c5c3_Err != nil {
+				return templ_7745c5c3_Err
+			}
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 11, "</main><dialog id=\"prompt-dialog\" class=\"modal\" aria-labelledby=\"prompt-title\"><form method=\"dialog\"><h2 id=\"prompt-title\" data-title></h2><p class=\"muted\" data-instruction></p><div data-fields></div><div class=\"actions\"><button type=\"submit\" value=\"cancel\" class=\"btn\" formnovalidate>Cancel</button> <button type=\"submit\" class=\"btn btn-primary\">Continue</button></div></form></dialog> <dialog id=\"hostkey-dialog\" class=\"modal\" aria-labelledby=\"hostkey-title\"><form method=\"dialog\"><h2 id=\"hostkey-title\">Trust ")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
 			var templ_7745c5c3_Var14 string
 			templ_7745c5c3_Var14, templ_7745c5c3_Err = templ.JoinStringErrs(m.ServerName)
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `pages/terminal.templ`, Line: 73, Col: 48}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `pages/terminal.templ`, Line: 75, Col: 48}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var14))
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 11, "?</h2><div data-unknown><p>shellgate has not connected to ")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 12, "?</h2><div data-unknown><p>shellgate has not connected to ")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
 			var templ_7745c5c3_Var15 string
 			templ_7745c5c3_Var15, templ_7745c5c3_Err = templ.JoinStringErrs(m.Address)
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `pages/terminal.templ`, Line: 75, Col: 51}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `pages/terminal.templ`, Line: 77, Col: 51}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var15))
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 12, " before. Check that this fingerprint matches the server's (on the server: <code>ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub</code>).</p></div><div data-changed hidden><p class=\"warn-box\">REMOTE HOST IDENTIFICATION HAS CHANGED. Someone could be intercepting the connection, or the server was reinstalled. shellgate refused to connect and sent nothing. An administrator must confirm the new key on the stack page.</p></div><p><span data-keytype></span> key fingerprint:</p><p class=\"fingerprint\" data-fingerprint></p><div class=\"actions\"><button type=\"submit\" value=\"reject\" class=\"btn\">Cancel</button> <button type=\"submit\" value=\"accept\" class=\"btn btn-primary\" data-accept>Trust and connect</button></div></form></dialog><script nonce=\"")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 13, " before. Check that this fingerprint matches the server's (on the server: <code>ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub</code>).</p></div><div data-changed hidden><p class=\"warn-box\">REMOTE HOST IDENTIFICATION HAS CHANGED. Someone could be intercepting the connection, or the server was reinstalled. shellgate refused to connect and sent nothing. An administrator must confirm the new key on the stack page.</p></div><p><span data-keytype></span> key fingerprint:</p><p class=\"fingerprint\" data-fingerprint></p><div class=\"actions\"><button type=\"submit\" value=\"reject\" class=\"btn\">Cancel</button> <button type=\"submit\" value=\"accept\" class=\"btn btn-primary\" data-accept>Trust and connect</button></div></form></dialog><script nonce=\"")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
 			var templ_7745c5c3_Var16 string
 			templ_7745c5c3_Var16, templ_7745c5c3_Err = templ.JoinStringErrs(templ.GetNonce(ctx))
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `pages/terminal.templ`, Line: 88, Col: 38}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `pages/terminal.templ`, Line: 90, Col: 38}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var16))
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 13, "\" type=\"module\" src=\"")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 14, "\" type=\"module\" src=\"")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
 			var templ_7745c5c3_Var17 string
 			templ_7745c5c3_Var17, templ_7745c5c3_Err = templ.JoinStringErrs(m.TermJS)
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `pages/terminal.templ`, Line: 88, Col: 69}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `pages/terminal.templ`, Line: 90, Col: 69}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var17))
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 14, "\"></script></body>")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 15, "\"></script></body>")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}

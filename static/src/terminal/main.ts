@@ -9,6 +9,7 @@ import { WebglAddon } from "@xterm/addon-webgl";
 import { ClipboardAddon } from "@xterm/addon-clipboard";
 import { TerminalConnection } from "./connection";
 import { State, type Question } from "./protocol";
+import { initFiles } from "./files";
 
 const root = document.querySelector<HTMLElement>("[data-terminal]")!;
 const stackID = root.dataset.stack!;
@@ -279,6 +280,9 @@ function askHostKey(fingerprint: string, keyType: string, changed: boolean): Pro
     };
   });
 }
+
+// The file panel; uploads can be dropped on the terminal too.
+initFiles({ csrf, layout: () => fit.fit(), dropTarget: document.getElementById("terminal")! });
 
 start();
 term.focus();
