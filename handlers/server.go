@@ -51,6 +51,10 @@ type Config struct {
 	// Terminals runs the browser terminals. Nil: a manager with default settings,
 	// dialing directly.
 	Terminals *terminal.Manager
+	// RecordingsDir holds terminal recordings (asciicast files); empty records nothing.
+	RecordingsDir string
+	// RecordingRetention is how long recordings are kept (default 90 days).
+	RecordingRetention time.Duration
 }
 
 // Server holds the dependencies of every handler.
@@ -64,6 +68,7 @@ type Server struct {
 	throttle throttle
 	stacks   StacksConfig
 	terms    *terminal.Manager
+	live     liveSessions
 }
 
 // New builds the echo application with every route and middleware.
@@ -119,11 +124,13 @@ func New(cfg Config, st store.Store) (*echo.Echo, *Server, error) {
 
 	v := static.Versions()
 	s.assets = views.Assets{
-		CSS:     "/static/app.css?v=" + v["app.css"],
-		JS:      "/static/app.js?v=" + v["app.js"],
-		Theme:   "/static/theme.js?v=" + v["theme.js"],
-		TermJS:  "/static/terminal.js?v=" + v["terminal.js"],
-		TermCSS: "/static/terminal.css?v=" + v["terminal.css"],
+		CSS:       "/static/app.css?v=" + v["app.css"],
+		JS:        "/static/app.js?v=" + v["app.js"],
+		Theme:     "/static/theme.js?v=" + v["theme.js"],
+		TermJS:    "/static/terminal.js?v=" + v["terminal.js"],
+		TermCSS:   "/static/terminal.css?v=" + v["terminal.css"],
+		PlayerJS:  "/static/player.js?v=" + v["player.js"],
+		PlayerCSS: "/static/player.css?v=" + v["player.css"],
 	}
 
 	e := echo.New()

@@ -32,6 +32,7 @@ type Session struct {
 	stdin    io.Writer
 	stdout   io.Reader
 	recorder io.Writer
+	input    io.Writer // optional copy of input (Hooks.InputRecorder)
 	onEnd    func(SessionInfo, int, int64, int64, error)
 	grace    time.Duration
 	m        *Manager
@@ -117,6 +118,7 @@ func startSession(client *ssh.Client, t *Target, userID string, cols, rows int, 
 		stdin:      stdin,
 		stdout:     stdout,
 		recorder:   cfg.recorder,
+		input:      cfg.input,
 		onEnd:      cfg.onEnd,
 		grace:      cfg.grace,
 		m:          cfg.m,
@@ -130,6 +132,7 @@ func startSession(client *ssh.Client, t *Target, userID string, cols, rows int, 
 		cols:       cols,
 		rows:       rows,
 	}
+	s.recordSize(cols, rows)
 	// Closing the client is what unblocks the pump's Read and ends the
 	// session whatever the cause.
 	context.AfterFunc(ctx, func() { client.Close() })
@@ -140,8 +143,17 @@ type sessionConfig struct {
 	window   int
 	grace    time.Duration
 	recorder io.Writer
+	input    io.Writer
 	onEnd    func(SessionInfo, int, int64, int64, error)
 	m        *Manager
+}
+
+// recordSize tells a recorder that wants sizes (asciicast "r" events) the
+// size the remote PTY now has.
+func (s *Session) recordSize(cols, rows int) {
+	if r, ok := s.recorder.(interface{ Resize(cols, rows int) }); ok {
+		r.Resize(cols, rows)
+	}
 }
 
 // ID names the session in resume messages and admin pages.
@@ -179,6 +191,9 @@ func (s *Session) Write(p []byte) (int, error) {
 	defer s.inMu.Unlock()
 	n, err := s.stdin.Write(p)
 	s.bytesIn.Add(int64(n))
+	if s.input != nil && n > 0 {
+		s.input.Write(p[:n]) // best effort, like the output recorder
+	}
 	return n, err
 }
 
@@ -217,6 +232,7 @@ func (s *Session) resizer() {
 			continue // the session is ending; the pump will notice
 		}
 		applied = size
+		s.recordSize(size[0], size[1])
 		timer.Reset(resizeInterval)
 		select {
 		case <-s.ctx.Done():
