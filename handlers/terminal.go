@@ -137,7 +137,7 @@ func (s *Server) terminalSocket(c echo.Context) error {
 			s.startRecording(rec, u, opened.stack, opened.server, info)
 			s.live.add(info.ID, liveMeta{User: u.Username, Stack: opened.stack, Server: opened.server, ClientIP: clientIP})
 			s.auditTerminal(u, clientIP, opened.stack, opened.server, "terminal.start", true, map[string]string{
-				"session": info.ID, "login": info.User, "keys": opened.keys,
+				"session": info.ID, "login": info.User, "keys": opened.keys, "local": info.Local,
 			})
 		},
 		OnEnd: func(info terminal.SessionInfo, exitStatus int, in, out int64, err error) {

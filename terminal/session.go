@@ -71,6 +71,9 @@ type SessionInfo struct {
 	BytesIn  int64 // keystrokes and pastes sent to the server
 	BytesOut int64 // terminal output received
 	Attached bool  // a browser is showing it right now
+	// Local is shellgate's end of the SSH connection: the "from … port …" the
+	// server logs for this login (a jump host's, through a jump).
+	Local string
 }
 
 const (
@@ -169,6 +172,7 @@ func (s *Session) Info() SessionInfo {
 	return SessionInfo{
 		ID: s.id, UserID: s.userID, Server: s.target.Name, Addr: s.target.Addr(), User: s.target.User,
 		Started: s.started, BytesIn: s.bytesIn.Load(), BytesOut: s.end, Attached: s.att != nil,
+		Local: s.client.LocalAddr().String(),
 	}
 }
 

@@ -8,7 +8,9 @@ import (
 	"net"
 	"net/url"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // config is everything shellgate reads from flags and SHELLGATE_* variables. A flag
@@ -23,6 +25,8 @@ type config struct {
 	TrustedProxies []*net.IPNet
 	AdminPassword  string // only for the first start; never stored as given
 	LogFormat      string
+	// RecordingRetention is how long terminal recordings are kept.
+	RecordingRetention time.Duration
 }
 
 func parseConfig(name string, args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
@@ -42,6 +46,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	tlsKey := fs.String("tls-key", env("TLS_KEY", ""), "TLS private key file (SHELLGATE_TLS_KEY)")
 	proxies := fs.String("trusted-proxies", env("TRUSTED_PROXIES", ""), "comma-separated CIDRs whose X-Forwarded-For is believed (SHELLGATE_TRUSTED_PROXIES)")
 	logFormat := fs.String("log-format", env("LOG_FORMAT", "text"), "log format: text or json (SHELLGATE_LOG_FORMAT)")
+	retention := fs.String("recording-retention", env("RECORDING_RETENTION", "90d"), "how long terminal recordings are kept: days (90d) or a Go duration (SHELLGATE_RECORDING_RETENTION)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -52,6 +57,11 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		Listen: *listen, DataDir: *dataDir, DatabaseURL: *dbURL, TLSCert: *tlsCert, TLSKey: *tlsKey,
 		AdminPassword: getenv("SHELLGATE_ADMIN_PASSWORD"), LogFormat: *logFormat,
 	}
+	r, err := parseRetention(*retention)
+	if err != nil {
+		return nil, err
+	}
+	cfg.RecordingRetention = r
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		return nil, errors.New("--tls-cert and --tls-key go together")
 	}
@@ -109,4 +119,16 @@ func allowedHosts(listen string) []string {
 		hosts = append(hosts, "localhost:"+port, "127.0.0.1:"+port, "[::1]:"+port)
 	}
 	return hosts
+}
+
+// parseRetention reads "90d" (days) or a Go duration ("720h").
+func parseRetention(v string) (time.Duration, error) {
+	if d, ok := strings.CutSuffix(v, "d"); ok {
+		if n, err := strconv.Atoi(d); err == nil && n > 0 {
+			return time.Duration(n) * 24 * time.Hour, nil
+		}
+	} else if dur, err := time.ParseDuration(v); err == nil && dur > 0 {
+		return dur, nil
+	}
+	return 0, fmt.Errorf("recording retention %q: want days like 90d or a duration like 720h", v)
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -95,7 +96,7 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	worker.Log = logger
 	terms := terminal.NewManager(terminal.Config{Dialer: dialer, Logger: logger})
 
-	e, _, err := handlers.New(handlers.Config{
+	e, hs, err := handlers.New(handlers.Config{
 		PublicURL:       cfg.PublicURL,
 		AllowedHosts:    hosts,
 		TrustedProxies:  cfg.TrustedProxies,
@@ -113,7 +114,9 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 			},
 			Wake: worker.Wake,
 		},
-		Terminals: terms,
+		Terminals:          terms,
+		RecordingsDir:      filepath.Join(cfg.DataDir, "recordings"),
+		RecordingRetention: cfg.RecordingRetention,
 	}, st)
 	if err != nil {
 		ln.Close()
@@ -138,6 +141,16 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	defer func() {
 		stopWorker()
 		<-workerDone
+	}()
+	// Recordings past their retention are deleted hourly, files and rows.
+	retentionDone := make(chan struct{})
+	go func() {
+		defer close(retentionDone)
+		hs.RunRecordingRetention(workerCtx)
+	}()
+	defer func() {
+		stopWorker()
+		<-retentionDone
 	}()
 
 	errc := make(chan error, 1)
