@@ -42,6 +42,8 @@ func (s *Server) routes(e *echo.Echo) {
 	stackAdmin.POST("/members", s.addMember)
 	stackAdmin.POST("/members/:uid/remove", s.removeMember)
 	stackAdmin.POST("/retry", s.retryDeployments)
+	stackAdmin.POST("/recording", s.stackRecordingSettings)
+	stackAdmin.POST("/servers/:sid/sshlog", s.serverSSHLogFile)
 	app.GET("/stacks/:id/servers/:sid/terminal", s.terminalPage)
 	app.POST("/api/terminal/tickets", s.issueTicket)
 	// The terminal socket stays out of any timeout or compression middleware.
@@ -65,6 +67,9 @@ func (s *Server) routes(e *echo.Echo) {
 	app.POST("/keys/:id/delete", s.deleteKey)
 	app.GET("/audit", s.auditPage)
 	app.GET("/audit/export", s.auditExport)
+	app.GET("/audit/recordings/:session", s.recordingPage)
+	app.GET("/audit/recordings/:session/cast", s.recordingCast)
+	app.POST("/stacks/:id/sshlog/refresh", s.refreshSSHLog)
 	app.GET("/account", s.accountPage)
 	app.POST("/account/password", s.changePassword)
 
@@ -74,4 +79,6 @@ func (s *Server) routes(e *echo.Echo) {
 	admin.POST("/users/:id/disable", s.setUserDisabled(true))
 	admin.POST("/users/:id/enable", s.setUserDisabled(false))
 	admin.POST("/users/:id/password", s.resetPassword)
+	admin.GET("/live", s.livePage)
+	admin.POST("/live/:session/terminate", s.terminateSession)
 }

@@ -54,6 +54,10 @@ type Config struct {
 	// DemoAuth, set only in --demo mode, returns extra keys to offer to one server
 	// (the in-process demo server) for every user who may open it; nil elsewhere.
 	DemoAuth func(serverID int64) []ssh.Signer
+	// RecordingsDir holds terminal recordings (asciicast files); empty records nothing.
+	RecordingsDir string
+	// RecordingRetention is how long recordings are kept (default 90 days).
+	RecordingRetention time.Duration
 }
 
 // Server holds the dependencies of every handler.
@@ -68,6 +72,7 @@ type Server struct {
 	stacks   StacksConfig
 	terms    *terminal.Manager
 	files    *terminal.Pool // SSH connections of the file panel, one per user × server
+	live     liveSessions
 }
 
 // New builds the echo application with every route and middleware.
@@ -124,11 +129,13 @@ func New(cfg Config, st store.Store) (*echo.Echo, *Server, error) {
 
 	v := static.Versions()
 	s.assets = views.Assets{
-		CSS:     "/static/app.css?v=" + v["app.css"],
-		JS:      "/static/app.js?v=" + v["app.js"],
-		Theme:   "/static/theme.js?v=" + v["theme.js"],
-		TermJS:  "/static/terminal.js?v=" + v["terminal.js"],
-		TermCSS: "/static/terminal.css?v=" + v["terminal.css"],
+		CSS:       "/static/app.css?v=" + v["app.css"],
+		JS:        "/static/app.js?v=" + v["app.js"],
+		Theme:     "/static/theme.js?v=" + v["theme.js"],
+		TermJS:    "/static/terminal.js?v=" + v["terminal.js"],
+		TermCSS:   "/static/terminal.css?v=" + v["terminal.css"],
+		PlayerJS:  "/static/player.js?v=" + v["player.js"],
+		PlayerCSS: "/static/player.css?v=" + v["player.css"],
 	}
 
 	e := echo.New()

@@ -307,6 +307,9 @@ func (s *Server) stackModel(c echo.Context, st *store.Stack, tab string) (pages.
 			m.Log = append(m.Log, pages.LogRow{At: l.At, Server: names[l.ServerID], Line: l.Line})
 		}
 	}
+	if err := s.stackAuditView(ctx, &m, tab, u.IsAdmin()); err != nil {
+		return m, err
+	}
 	if tab == "settings" && u.IsAdmin() {
 		members, err := s.store.ListStackMembers(ctx, st.ID)
 		if err != nil {

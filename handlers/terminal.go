@@ -120,7 +120,9 @@ func (s *Server) terminalSocket(c echo.Context) error {
 		server *store.Server
 		keys   string
 	}
+	rec := &recordingSink{}
 	hooks := terminal.Hooks{
+		Recorder: rec, InputRecorder: sinkInput{rec},
 		UserID: strconv.FormatInt(u.ID, 10),
 		Open: func(ctx context.Context, msg terminal.OpenMessage) (*terminal.Target, terminal.Auth, error) {
 			st, sv, t, auth, keys, err := s.openTerminal(ctx, u, wsID, msg)
@@ -128,16 +130,20 @@ func (s *Server) terminalSocket(c echo.Context) error {
 				return nil, terminal.Auth{}, err
 			}
 			opened.stack, opened.server, opened.keys = st, sv, keys
+			s.prepareRecording(ctx, rec, st, sv, t.User)
 			return t, auth, nil
 		},
 		// Trace runs after Open, so it knows the stack and whether it is being debugged.
 		Trace: func(line string) { s.traceTerminal(opened.stack, opened.server, line) },
 		OnStart: func(info terminal.SessionInfo) {
+			s.startRecording(rec, u, opened.stack, opened.server, info)
+			s.live.add(info.ID, liveMeta{User: u.Username, Stack: opened.stack, Server: opened.server, ClientIP: clientIP})
 			s.auditTerminal(u, clientIP, opened.stack, opened.server, "terminal.start", true, map[string]string{
-				"session": info.ID, "login": info.User, "keys": opened.keys,
+				"session": info.ID, "login": info.User, "keys": opened.keys, "local": info.Local,
 			})
 		},
 		OnEnd: func(info terminal.SessionInfo, exitStatus int, in, out int64, err error) {
+			s.live.remove(info.ID)
 			detail := map[string]string{
 				"session": info.ID, "login": info.User, "keys": opened.keys,
 				"bytes_in": strconv.FormatInt(in, 10), "bytes_out": strconv.FormatInt(out, 10),
@@ -151,6 +157,9 @@ func (s *Server) terminalSocket(c echo.Context) error {
 			if !ok {
 				detail["reason"] = terminal.UserMessage(err)
 			}
+			if s.finishRecording(rec, info.ID) {
+				detail["recording"] = "yes"
+			}
 			s.auditTerminal(u, clientIP, opened.stack, opened.server, "terminal.end", ok, detail)
 		},
 	}
@@ -159,6 +168,7 @@ func (s *Server) terminalSocket(c echo.Context) error {
 	if err := s.terms.Serve(c.Request().Context(), ws, hooks); err != nil {
 		s.log.Info("terminal ended", "user", u.Username, "err", err)
 	}
+	s.abandonRecording(rec) // a shell that never started leaves no file
 	return nil
 }
 

@@ -23,7 +23,11 @@ const common = {
 
 await esbuild.build({
   ...common,
-  entryPoints: { app: join(here, "src/app.ts"), terminal: join(here, "src/terminal/main.ts") },
+  entryPoints: {
+    app: join(here, "src/app.ts"),
+    terminal: join(here, "src/terminal/main.ts"),
+    player: join(here, "src/player.ts"),
+  },
   format: "esm",
   splitting: false,
   loader: { ".woff2": "file" },
@@ -32,7 +36,11 @@ await esbuild.build({
 await esbuild.build({ ...common, entryPoints: { theme: join(here, "src/theme.ts") }, format: "iife" });
 await esbuild.build({
   ...common,
-  entryPoints: { app: join(here, "src/app.css"), terminal: join(here, "src/terminal/terminal.css") },
+  entryPoints: {
+    app: join(here, "src/app.css"),
+    terminal: join(here, "src/terminal/terminal.css"),
+    player: join(here, "src/player.css"),
+  },
 });
 
 if (check) {

@@ -113,6 +113,7 @@ type Store interface {
 
 	KeyStore
 	TicketStore
+	AuditStore
 
 	Close() error
 }

@@ -34,7 +34,10 @@ type Hooks struct {
 	// exitStatus is -1 unless the shell exited; err is an *ExitError for a
 	// normal end.
 	OnEnd    func(info SessionInfo, exitStatus int, bytesIn, bytesOut int64, err error)
-	Recorder io.Writer // optional copy of all output (asciicast later)
+	Recorder io.Writer // optional copy of all output; if it has Resize(cols, rows) it gets the PTY sizes too
+	// InputRecorder, optional, gets a copy of everything typed or pasted. It
+	// captures passwords typed at prompts: only set it when asked to.
+	InputRecorder io.Writer
 	// Trace, when set, receives this socket's ssh -v style dial lines
 	// instead of Config.DialOptions.Trace (e.g. a per-stack debug log). It
 	// never receives secrets; it is called while dialing and by keepalive,
@@ -324,7 +327,7 @@ func (b *bridge) open(msg OpenMessage) error {
 	cols, rows := b.cols, b.rows
 	b.mu.Unlock()
 	s, err := startSession(client, t, b.h.UserID, cols, rows, sessionConfig{
-		window: b.cfg.Window, grace: b.cfg.Grace, recorder: b.h.Recorder, onEnd: b.h.OnEnd, m: b.m,
+		window: b.cfg.Window, grace: b.cfg.Grace, recorder: b.h.Recorder, input: b.h.InputRecorder, onEnd: b.h.OnEnd, m: b.m,
 		// Open has checked the ticket binds msg.Server to this user.
 		serverKey: msg.Server,
 	})

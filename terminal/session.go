@@ -33,6 +33,7 @@ type Session struct {
 	stdin    io.Writer
 	stdout   io.Reader
 	recorder io.Writer
+	input    io.Writer // optional copy of input (Hooks.InputRecorder)
 	onEnd    func(SessionInfo, int, int64, int64, error)
 	grace    time.Duration
 	m        *Manager
@@ -71,6 +72,9 @@ type SessionInfo struct {
 	BytesIn  int64 // keystrokes and pastes sent to the server
 	BytesOut int64 // terminal output received
 	Attached bool  // a browser is showing it right now
+	// Local is shellgate's end of the SSH connection: the "from … port …" the
+	// server logs for this login (a jump host's, through a jump).
+	Local string
 }
 
 const (
@@ -119,6 +123,7 @@ func startSession(client *ssh.Client, t *Target, userID string, cols, rows int, 
 		stdin:      stdin,
 		stdout:     stdout,
 		recorder:   cfg.recorder,
+		input:      cfg.input,
 		onEnd:      cfg.onEnd,
 		grace:      cfg.grace,
 		m:          cfg.m,
@@ -132,6 +137,7 @@ func startSession(client *ssh.Client, t *Target, userID string, cols, rows int, 
 		cols:       cols,
 		rows:       rows,
 	}
+	s.recordSize(cols, rows)
 	// Closing the client is what unblocks the pump's Read and ends the
 	// session whatever the cause.
 	context.AfterFunc(ctx, func() { client.Close() })
@@ -142,10 +148,19 @@ type sessionConfig struct {
 	window   int
 	grace    time.Duration
 	recorder io.Writer
+	input    io.Writer
 	onEnd    func(SessionInfo, int, int64, int64, error)
 	m        *Manager
 
 	serverKey string // OpenMessage.Server, as validated by Hooks.Open
+}
+
+// recordSize tells a recorder that wants sizes (asciicast "r" events) the
+// size the remote PTY now has.
+func (s *Session) recordSize(cols, rows int) {
+	if r, ok := s.recorder.(interface{ Resize(cols, rows int) }); ok {
+		r.Resize(cols, rows)
+	}
 }
 
 // ID names the session in resume messages and admin pages.
@@ -161,6 +176,7 @@ func (s *Session) Info() SessionInfo {
 	return SessionInfo{
 		ID: s.id, UserID: s.userID, Server: s.target.Name, Addr: s.target.Addr(), User: s.target.User,
 		Started: s.started, BytesIn: s.bytesIn.Load(), BytesOut: s.end, Attached: s.att != nil,
+		Local: s.client.LocalAddr().String(),
 	}
 }
 
@@ -183,6 +199,9 @@ func (s *Session) Write(p []byte) (int, error) {
 	defer s.inMu.Unlock()
 	n, err := s.stdin.Write(p)
 	s.bytesIn.Add(int64(n))
+	if s.input != nil && n > 0 {
+		s.input.Write(p[:n]) // best effort, like the output recorder
+	}
 	return n, err
 }
 
@@ -221,6 +240,7 @@ func (s *Session) resizer() {
 			continue // the session is ending; the pump will notice
 		}
 		applied = size
+		s.recordSize(size[0], size[1])
 		timer.Reset(resizeInterval)
 		select {
 		case <-s.ctx.Done():

@@ -18,6 +18,9 @@ type Assets struct {
 	// The terminal page's own bundle.
 	TermJS  string
 	TermCSS string
+	// The recording player's bundle (asciinema-player).
+	PlayerJS  string
+	PlayerCSS string
 }
 
 // Flash is a one-line message shown at the top of a page.

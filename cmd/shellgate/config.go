@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // config is everything shellgate reads from flags and SHELLGATE_* variables. A flag
@@ -28,6 +29,8 @@ type config struct {
 	Demo bool
 	// MaxTerminalsPerUser caps live terminal sessions per user (detached ones count).
 	MaxTerminalsPerUser int
+	// RecordingRetention is how long terminal recordings are kept.
+	RecordingRetention time.Duration
 }
 
 func parseConfig(name string, args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
@@ -49,6 +52,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	logFormat := fs.String("log-format", env("LOG_FORMAT", "text"), "log format: text or json (SHELLGATE_LOG_FORMAT)")
 	demoMode := fs.Bool("demo", env("DEMO", "") == "true", "also run an in-process SSH server on loopback with a stack \"demo\": a shell as the current OS user for anyone who can open it (SHELLGATE_DEMO=true)")
 	maxTerms := fs.String("max-terminals-per-user", env("MAX_TERMINALS_PER_USER", "10"), "live terminal sessions per user, detached ones included (SHELLGATE_MAX_TERMINALS_PER_USER)")
+	retention := fs.String("recording-retention", env("RECORDING_RETENTION", "90d"), "how long terminal recordings are kept: days (90d) or a Go duration (SHELLGATE_RECORDING_RETENTION)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -64,6 +68,11 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		return nil, fmt.Errorf("max terminals per user %q: want a number from 1 to 10000", *maxTerms)
 	}
 	cfg.MaxTerminalsPerUser = n
+	r, err := parseRetention(*retention)
+	if err != nil {
+		return nil, err
+	}
+	cfg.RecordingRetention = r
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		return nil, errors.New("--tls-cert and --tls-key go together")
 	}
@@ -121,4 +130,16 @@ func allowedHosts(listen string) []string {
 		hosts = append(hosts, "localhost:"+port, "127.0.0.1:"+port, "[::1]:"+port)
 	}
 	return hosts
+}
+
+// parseRetention reads "90d" (days) or a Go duration ("720h").
+func parseRetention(v string) (time.Duration, error) {
+	if d, ok := strings.CutSuffix(v, "d"); ok {
+		if n, err := strconv.Atoi(d); err == nil && n > 0 {
+			return time.Duration(n) * 24 * time.Hour, nil
+		}
+	} else if dur, err := time.ParseDuration(v); err == nil && dur > 0 {
+		return dur, nil
+	}
+	return 0, fmt.Errorf("recording retention %q: want days like 90d or a duration like 720h", v)
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -121,12 +122,14 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 			},
 			Wake: worker.Wake,
 		},
-		Terminals: terms,
+		Terminals:          terms,
+		RecordingsDir:      filepath.Join(cfg.DataDir, "recordings"),
+		RecordingRetention: cfg.RecordingRetention,
 	}
 	if dm != nil {
 		hcfg.DemoAuth = dm.auth
 	}
-	e, _, err := handlers.New(hcfg, st)
+	e, hs, err := handlers.New(hcfg, st)
 	if err != nil {
 		ln.Close()
 		return err
@@ -150,6 +153,16 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	defer func() {
 		stopWorker()
 		<-workerDone
+	}()
+	// Recordings past their retention are deleted hourly, files and rows.
+	retentionDone := make(chan struct{})
+	go func() {
+		defer close(retentionDone)
+		hs.RunRecordingRetention(workerCtx)
+	}()
+	defer func() {
+		stopWorker()
+		<-retentionDone
 	}()
 
 	errc := make(chan error, 1)
