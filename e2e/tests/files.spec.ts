@@ -96,7 +96,10 @@ test("file panel: drop files, upload a folder, download, rename, delete", async 
   writeFileSync(join(folder, "README"), "read me\n");
   writeFileSync(join(folder, "src", "main.go"), "package main\n");
   await panel.locator("[data-files-dir-input]").setInputFiles(folder);
-  await expect(panel.locator(".files-upload[data-state=done]")).toHaveCount(4);
+  // A new batch replaces the finished rows of the last one.
+  await expect(panel.locator(".files-upload[data-state=done]")).toHaveCount(2);
+  await expect(panel.locator("[data-files-overall-label]")).toContainText("2 of 2 uploaded · 100%");
+  await expect(panel.locator(".files-upload", { hasText: "project/src/main.go" })).toHaveAttribute("data-state", "done");
   await expect(row("project")).toBeVisible();
   await row("project").locator("button.files-name").click();
   await expect(panel.locator(".files-crumb[aria-current]")).toHaveText("project");
@@ -114,7 +117,8 @@ test("file panel: drop files, upload a folder, download, rename, delete", async 
   const dialog = page.locator("#files-dialog");
   await expect(dialog).toContainText("Replace a.txt?");
   await dialog.getByRole("button", { name: "Replace" }).click();
-  await expect(panel.locator(".files-upload[data-state=done]")).toHaveCount(5);
+  await expect(panel.locator(".files-upload[data-state=done]")).toHaveCount(1);
+  await expect(panel.locator(".files-upload", { hasText: "a.txt" })).toHaveAttribute("data-state", "done");
 
   // Download b.bin: the bytes are the ones dropped.
   const [download] = await Promise.all([page.waitForEvent("download"), row("b.bin").locator("a.files-name").click()]);
@@ -142,6 +146,26 @@ test("file panel: drop files, upload a folder, download, rename, delete", async 
   await page.screenshot({ path: "test-results/files-delete-confirm.png" });
   await dialog.getByRole("button", { name: "Delete" }).click();
   await expect(row("project")).toHaveCount(0);
+
+  // Cancel: a slow upload (throttled by the browser) is aborted half way; the row says
+  // so and nothing appears on the server.
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send("Network.emulateNetworkConditions", { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: 256 * 1024 });
+  await page.evaluate(() => {
+    const dt = new DataTransfer();
+    dt.items.add(new File([new Uint8Array(8 << 20)], "slow.bin"));
+    document.querySelector("#files-panel")!.dispatchEvent(new DragEvent("drop", { dataTransfer: dt, bubbles: true, cancelable: true }));
+  });
+  const slow = panel.locator(".files-upload", { hasText: "slow.bin" });
+  await expect(slow.locator(".files-upload-info")).toContainText(/[1-9]\d?% · .* · .*\/s/);
+  await page.screenshot({ path: "test-results/files-uploading.png" });
+  await slow.getByRole("button", { name: "Cancel slow.bin" }).click();
+  await expect(slow).toHaveAttribute("data-state", "cancelled");
+  await expect(slow).toContainText("Cancelled; nothing was written.");
+  await cdp.send("Network.emulateNetworkConditions", { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+  await panel.getByRole("button", { name: "Refresh" }).click();
+  await expect(row("a.txt")).toBeVisible();
+  await expect(row("slow.bin")).toHaveCount(0);
 
   // The panel stays open across a reload.
   await page.reload();

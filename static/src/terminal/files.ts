@@ -413,6 +413,14 @@ export function initFiles(opts: FilesOptions): void {
     }
     if (items.length === 0) return;
     transfers.hidden = false;
+    // A new batch: finished rows go, so the overall bar measures this batch; failed
+    // and cancelled ones stay until cleared, so no error goes unseen.
+    if (!uploads.some((u) => u.state === "sending" || u.state === "queued")) {
+      for (let i = uploads.length - 1; i >= 0; i--) {
+        if (uploads[i].state === "done") uploads.splice(i, 1)[0].row.remove();
+      }
+    }
+    let first: HTMLLIElement | undefined;
     for (const it of items) {
       const row = el<HTMLLIElement>("li", "files-upload");
       const name = el<HTMLSpanElement>("span", "files-upload-name", it.rel);
@@ -428,7 +436,9 @@ export function initFiles(opts: FilesOptions): void {
       const u: Upload = { file: it.file, dir, rel: it.rel, loaded: 0, state: "queued", started: 0, row, bar, info, cancel };
       row.dataset.state = "queued";
       uploads.push(u);
+      first ??= row;
     }
+    first?.scrollIntoView({ block: "nearest" });
     pump();
     updateOverall();
   }
