@@ -20,10 +20,10 @@ import (
 // jumpFixture: the term fixture's web-1 (sshd A, logging at DEBUG1 so its log names
 // every forwarded channel) is the jump host of app-1 (sshd B). alice holds the key
 // each sshd authorizes, both attached to the stack; both host keys are pinned.
-func jumpFixture(t *testing.T) (*termFixture, *testsshd.SSHD, *store.Server) {
+func jumpFixture(t *testing.T, jumpConfig ...string) (*termFixture, *testsshd.SSHD, *store.Server) {
 	t.Helper()
 	// sshd keeps the first value it reads for a keyword: this wins over VERBOSE.
-	f := newTermFixtureWith(t, testsshd.Options{ExtraConfig: []string{"LogLevel DEBUG1"}})
+	f := newTermFixtureWith(t, testsshd.Options{ExtraConfig: append([]string{"LogLevel DEBUG1"}, jumpConfig...)})
 	b := testsshd.Start(t, testsshd.Options{})
 	ctx := context.Background()
 	pem, err := os.ReadFile(b.ClientKeyPath)
@@ -124,4 +124,20 @@ func TestTerminalJumpHostKeyChangedIsRefusedBeforeAuth(t *testing.T) {
 			t.Fatalf("the jump host saw %q after its key changed:\n%s", w, after)
 		}
 	}
+}
+
+// TestTerminalJumpHostWithoutForwardingCannotReachTarget proves the negative: when the
+// jump host refuses forwarding (AllowTcpForwarding no), app-1 — although its port is
+// reachable directly on loopback — cannot be opened, so the path really is through
+// web-1. The person gets a plain connection-failure message, not a shell.
+func TestTerminalJumpHostWithoutForwardingCannotReachTarget(t *testing.T) {
+	f, _, app := jumpFixture(t, "AllowTcpForwarding no")
+	tc := f.openServer(t, app)
+	if tc.until(tc.connected) {
+		t.Fatal("connected to app-1 although its jump host forwards nothing")
+	}
+	if tc.code != terminal.CloseConnectFailed || len(tc.errors) == 0 {
+		t.Fatalf("close %d %q, errors %+v; want %d", tc.code, tc.reason, tc.errors, terminal.CloseConnectFailed)
+	}
+	t.Logf("message: %s", tc.errors[len(tc.errors)-1].Message)
 }

@@ -1,4 +1,4 @@
-import { test, expect, signIn } from "../fixtures";
+import { test, expect, signIn, startShellgate, stopShellgate } from "../fixtures";
 import { startSSHD, stopSSHD, requireThrowaway, type SSHD } from "../sshd";
 import type { Page } from "@playwright/test";
 
@@ -102,4 +102,41 @@ test("the socket drops mid-output: the page reconnects and resumes without a gap
   await page.screenshot({ path: "test-results/terminal-resumed.png" });
   await page.keyboard.type("exit\n");
   await expect(page.getByTestId("term-state")).toHaveText("Closed");
+});
+
+test("demo mode: a newcomer signs in and opens a shell with no server of their own", async ({ page }) => {
+  const demo = await startShellgate({ SHELLGATE_DEMO: "true" });
+  try {
+    await expect.poll(() => demo.output()).toContain("demo mode:"); // the WARN line, on stderr
+    await signIn(page, demo);
+    await page.goto(demo.url + "/stacks");
+    await page.getByRole("link", { name: "demo", exact: true }).click();
+    await page.locator('tr[data-server="demo"]').getByRole("link", { name: "Open terminal" }).click();
+    await expect(page.getByTestId("term-state")).toHaveText("Connected", { timeout: 30_000 });
+    await page.locator("#terminal").click();
+    await page.keyboard.type("echo $((6*7))\n");
+    await expect.poll(async () => (await screenLines(page)).join("\n")).toMatch(/^42$/m);
+    await page.screenshot({ path: "test-results/terminal-demo.png" });
+    await page.keyboard.type("exit\n");
+    await expect(page.getByTestId("term-state")).toHaveText("Closed");
+
+    // An admin turns on "Debug SSH connections": the next connection's ssh -v style
+    // steps appear in the stack log, tab debug.
+    await page.locator("a.term-back").click();
+    await expect(page).toHaveURL(/\/stacks\/\d+$/);
+    const stackURL = page.url().replace(/\?.*$/, "");
+    await page.goto(stackURL + "?tab=settings");
+    await page.getByLabel("Debug SSH connections").check();
+    await page.getByRole("button", { name: "Save" }).first().click();
+    await expect(page.getByText("Settings saved.")).toBeVisible();
+    await page.screenshot({ path: "test-results/stack-settings-debug.png", fullPage: true });
+    await page.goto(stackURL);
+    await page.locator('tr[data-server="demo"]').getByRole("link", { name: "Open terminal" }).click();
+    await expect(page.getByTestId("term-state")).toHaveText("Connected", { timeout: 30_000 });
+    await page.goto(stackURL + "?tab=log&log=debug");
+    await expect(page.getByTestId("stack-log")).toContainText("Authenticated to demo");
+    await page.screenshot({ path: "test-results/stack-log-debug.png", fullPage: true });
+  } finally {
+    await stopShellgate(demo);
+  }
 });
