@@ -13,6 +13,7 @@ export interface SSHD {
   clientKeyPath: string;
   clientPublicKey: string;
   throwaway: boolean;
+  logFile: string; // sshd's -E log (no timestamps), readable by user
 }
 
 let sshdProc: ChildProcess | undefined;
