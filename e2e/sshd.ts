@@ -14,6 +14,7 @@ export interface SSHD {
   clientPublicKey: string;
   throwaway: boolean;
   password?: string; // with startSSHD({ password: true })
+  logFile: string; // sshd's -E log (no timestamps), readable by user
 }
 
 let sshdProc: ChildProcess | undefined;

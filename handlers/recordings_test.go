@@ -270,3 +270,37 @@ func TestRecordingRetention(t *testing.T) {
 		t.Fatal("new recording deleted")
 	}
 }
+
+// TestStackRecordingSettings: recording is on and input off by default; an admin
+// changes both on the settings tab (input only together with recording); a member
+// cannot.
+func TestStackRecordingSettings(t *testing.T) {
+	f := newTermFixture(t)
+	ctx := context.Background()
+	f.env.addUser("root", pw, store.RoleAdmin)
+	admin := f.env.browser()
+	admin.signIn("root", pw)
+	_, doc := admin.get("/stacks/" + id(f.stack.ID) + "?tab=settings")
+	if _, on := doc.Find(`input[name="record"]`).Attr("checked"); !on {
+		t.Fatal("recording not on by default")
+	}
+	if _, on := doc.Find(`input[name="record_input"]`).Attr("checked"); on {
+		t.Fatal("input recording on by default")
+	}
+	resp := admin.post("/stacks/"+id(f.stack.ID)+"/recording", map[string][]string{"record_input": {"on"}})
+	resp.Body.Close()
+	if rs, _ := f.store.StackRecording(ctx, f.stack.ID); resp.StatusCode != http.StatusSeeOther || rs.Record || rs.Input {
+		t.Fatalf("input without recording: %d %+v", resp.StatusCode, rs)
+	}
+	resp = admin.post("/stacks/"+id(f.stack.ID)+"/recording", map[string][]string{"record": {"on"}, "record_input": {"on"}})
+	resp.Body.Close()
+	if rs, _ := f.store.StackRecording(ctx, f.stack.ID); !rs.Record || !rs.Input {
+		t.Fatalf("after save %+v", rs)
+	}
+	f.alice.get("/stacks/" + id(f.stack.ID))
+	resp = f.alice.post("/stacks/"+id(f.stack.ID)+"/recording", map[string][]string{})
+	resp.Body.Close()
+	if rs, _ := f.store.StackRecording(ctx, f.stack.ID); resp.StatusCode < 400 || !rs.Record {
+		t.Fatalf("member changed recording: %d %+v", resp.StatusCode, rs)
+	}
+}

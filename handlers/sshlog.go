@@ -109,6 +109,7 @@ func (s *Server) readSSHLogs(ctx context.Context, st *store.Stack) (int, []strin
 		return 0, nil, err
 	}
 	reader := &jobs.SSHLogReader{Dialer: s.stacks.Dialer, Auth: terminal.Auth{Signers: []ssh.Signer{s.stacks.Gateway.Signer}}}
+	gatewayFP := s.stacks.Gateway.Fingerprint()
 	added := 0
 	var problems []string
 	for _, sv := range servers {
@@ -132,6 +133,9 @@ func (s *Server) readSSHLogs(ctx context.Context, st *store.Stack) (int, []strin
 		}
 		for _, l := range logins {
 			line, at := describeLogin(l, source, matchSession(l, sv.ID, starts))
+			if l.Fingerprint != "" && l.Fingerprint == gatewayFP {
+				line = strings.Replace(line, " ["+source+"]", " — shellgate's gateway key (deployments, log reads) ["+source+"]", 1)
+			}
 			if at.IsZero() {
 				at = now // sshd -E files carry no time: when shellgate first saw it
 			}
@@ -209,8 +213,7 @@ func describeLogin(l jobs.SSHLogin, source string, e *store.Event) (string, time
 			at = e.At
 		}
 	}
-	b.WriteString(" [" + source + "]")
-	return b.String(), at
+	return b.String() + " [" + source + "]", at
 }
 
 // stackAuditView fills the stack page's recording switches and SSH log overrides.

@@ -108,6 +108,13 @@ func (r *Recorder) Resize(cols, rows int) {
 	}
 	r.cols, r.rows = cols, rows
 	r.writeEvent("r", strconv.Itoa(cols)+"x"+strconv.Itoa(rows))
+	r.flush()
+}
+
+func (r *Recorder) flush() {
+	if err := r.out.Flush(); err != nil && r.err == nil {
+		r.err = err
+	}
 }
 
 // Close flushes what is pending (an incomplete character at the very end
@@ -164,9 +171,7 @@ func (r *Recorder) event(code string, pend *[]byte, p []byte) {
 	*pend = append((*pend)[:0:0], buf[cut:]...)
 	// Flush per event: a crash loses at most what the kernel has not
 	// written, and a recording in progress can be played.
-	if err := r.out.Flush(); err != nil && r.err == nil {
-		r.err = err
-	}
+	r.flush()
 }
 
 // completeUTF8 returns how many leading bytes of b can be written now: all

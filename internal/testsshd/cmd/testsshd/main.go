@@ -88,6 +88,7 @@ type info struct {
 	Throwaway          bool   `json:"throwaway"`
 	// Password is the login password, only with TESTSSHD_PASSWORD=1.
 	Password string `json:"password,omitempty"`
+	LogFile  string `json:"logFile"` // sshd's -E log, readable by the login (for the ssh log tab)
 }
 
 func main() {
@@ -115,12 +116,16 @@ func run(t *tb) (code int) {
 	}()
 	s := testsshd.Start(t, testsshd.Options{Password: os.Getenv("TESTSSHD_PASSWORD") == "1"})
 	print := func() {
+		// sshd creates its log for root only; the browser tests read it over SSH as
+		// the login, as a server's adm group member would read auth.log.
+		_ = os.Chmod(s.LogFile, 0o644)
 		pub := ssh.MarshalAuthorizedKey(s.ClientSigner.PublicKey())
 		json.NewEncoder(os.Stdout).Encode(info{
 			Addr: s.Addr, Host: s.Host, Port: s.Port, User: s.User,
 			HostKeyFingerprint: ssh.FingerprintSHA256(s.HostKey),
 			AuthorizedKeysPath: s.AuthorizedKeysPath(), ClientKeyPath: s.ClientKeyPath,
 			ClientPublicKey: strings.TrimSpace(string(pub)), Throwaway: s.Throwaway, Password: s.Password,
+			LogFile: s.LogFile,
 		})
 	}
 	print()

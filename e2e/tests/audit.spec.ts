@@ -1,0 +1,140 @@
+import { test, expect, signIn, startShellgate, stopShellgate, type Shellgate } from "../fixtures";
+import { startSSHD, stopSSHD, requireThrowaway } from "../sshd";
+import { appendFileSync } from "node:fs";
+import type { Page } from "@playwright/test";
+
+// This file runs its own shellgate: its sessions, keys and audit events must not show
+// up in the other files' pages, which share the worker's instance.
+let sg: Shellgate;
+test.beforeAll(async () => {
+  sg = await startShellgate();
+});
+test.afterAll(async () => {
+  await stopSSHD();
+  await stopShellgate(sg);
+});
+
+// screenText reads what the terminal shows (its buffer: the screen may be a WebGL canvas).
+async function screenText(page: Page): Promise<string> {
+  return page.evaluate(() => {
+    const term = (window as any).shellgateTerminal;
+    const buf = term.buffer.active;
+    const lines: string[] = [];
+    for (let i = 0; i < buf.length; i++) lines.push(buf.getLine(i)?.translateToString(true) ?? "");
+    return lines.join("\n");
+  });
+}
+
+test("a session is audited, recorded, played back, seen in the server's SSH log, and terminated live", async ({ page, context }) => {
+  const sshd = await startSSHD();
+  requireThrowaway(sshd);
+  await signIn(page, sg);
+  page.on("dialog", (d) => d.accept());
+
+  // A stack with the test sshd, its host key confirmed.
+  await page.goto(sg.url + "/stacks");
+  await page.getByLabel("Name").fill("audited");
+  await page.getByRole("button", { name: "Create stack" }).click();
+  await page.getByLabel("Name", { exact: true }).fill("web-1");
+  await page.getByLabel("Host or IP").fill(sshd.host);
+  await page.getByLabel("Port").fill(String(sshd.port));
+  await page.getByLabel("Login user", { exact: true }).fill(sshd.user);
+  await page.getByRole("button", { name: "Add and read host key" }).click();
+  await expect(page.getByTestId("presented-fingerprint")).toHaveText(sshd.hostKeyFingerprint);
+  await page.getByLabel("I compared the fingerprint on the server and it matches").check();
+  await page.getByRole("button", { name: "Trust and pin this key" }).click();
+  const stackURL = page.url().replace(/\?.*$/, "");
+
+  // shellgate reads the server's log as its gateway key: authorize it, as the
+  // install command on the page would.
+  const install = (await page.getByTestId("gateway-install").textContent()) ?? "";
+  const gatewayLine = install.match(/echo '([^']+)'/)?.[1];
+  expect(gatewayLine).toMatch(/^ssh-ed25519 \S+ shellgate-gateway$/);
+  appendFileSync(sshd.authorizedKeysPath, gatewayLine + "\n");
+
+  // The admin's private key (the one sshd authorizes), uploaded and attached.
+  await page.goto(sg.url + "/keys?add=upload");
+  const upload = page.getByTestId("form-upload");
+  await upload.getByLabel("Key name").fill("e2e_audit");
+  await upload.locator('input[name="private_key_file"]').setInputFiles(sshd.clientKeyPath);
+  await upload.getByRole("button", { name: /Upload/ }).click();
+  await expect(page.getByText("Private key e2e_audit uploaded")).toBeVisible();
+  await page.goto(stackURL + "?tab=keys");
+  const option = page.locator("#attach-key option", { hasText: "e2e_audit" });
+  await page.locator("#attach-key").selectOption((await option.getAttribute("value"))!);
+  await page.getByRole("button", { name: "Attach" }).click();
+
+  // The test sshd logs with -E to a file: set it as the server's SSH log file.
+  await page.goto(stackURL + "?tab=log&log=ssh");
+  await page.getByText("SSH log file per server").click();
+  await page.getByLabel("web-1").fill(sshd.logFile);
+  await page.getByRole("button", { name: "Save" }).click();
+  await expect(page.getByText("SSH log file of web-1 saved.")).toBeVisible();
+
+  // A terminal session.
+  await page.goto(stackURL);
+  await page.locator('tr[data-server="web-1"]').getByRole("link", { name: "Open terminal" }).click();
+  await expect(page.getByTestId("term-state")).toHaveText("Connected", { timeout: 30_000 });
+  await page.locator("#terminal").click();
+  await page.keyboard.type("echo recorded-$((6*7))\n");
+  await expect.poll(() => screenText(page)).toMatch(/^recorded-42$/m);
+  await page.keyboard.type("exit\n");
+  await expect(page.getByTestId("term-state")).toHaveText("Closed");
+
+  // The Audit page has it, with the right fields and a link to the recording.
+  await page.goto(sg.url + "/audit?kind=terminal.");
+  const end = page.locator('tr[data-event="terminal.end"]').first();
+  await expect(end).toContainText("web-1");
+  await expect(end).toContainText("admin");
+  await expect(end).toContainText(`login=${sshd.user}`);
+  await expect(end).toContainText("exit_status=0");
+  await expect(end).toContainText("recording=yes");
+  await expect(page.locator('tr[data-event="terminal.start"]').first()).toContainText("keys=SHA256:");
+  const session = (await end.getByTestId("recording-link").getAttribute("href"))!.split("/").pop()!;
+  await expect(end).toContainText(`session=${session}`);
+  await page.screenshot({ path: "test-results/audit-page.png", fullPage: true });
+
+  // Play the recording: the command's output shows up in the player.
+  const cspErrors: string[] = [];
+  page.on("console", (m) => {
+    if (m.type() === "error") cspErrors.push(m.text());
+  });
+  await end.getByTestId("recording-link").click();
+  await expect(page).toHaveURL(new RegExp(`/audit/recordings/${session}$`));
+  const player = page.locator("#player .ap-player");
+  await expect(player).toBeVisible();
+  await page.locator("#player").click(); // starts playback
+  await expect.poll(async () => (await page.locator("#player").innerText()).includes("recorded-42"), { timeout: 20_000 }).toBe(true);
+  await page.screenshot({ path: "test-results/audit-recording.png", fullPage: true });
+  expect(cspErrors.filter((e) => /Content Security Policy|Refused/.test(e))).toEqual([]);
+
+  // The ssh tab: the server's own log has the login, tied to the session.
+  await page.goto(stackURL + "?tab=log&log=ssh");
+  await page.getByTestId("sshlog-refresh").click();
+  const log = page.getByTestId("stack-log");
+  await expect(log).toContainText(`accepted publickey for ${sshd.user} from 127.0.0.1`);
+  await expect(log).toContainText(`shellgate session ${session} by admin`);
+  await page.screenshot({ path: "test-results/audit-ssh-tab.png", fullPage: true });
+
+  // Live sessions: the admin terminates a running session from another tab; the
+  // terminal says an administrator closed it.
+  await page.goto(stackURL);
+  await page.locator('tr[data-server="web-1"]').getByRole("link", { name: "Open terminal" }).click();
+  await expect(page.getByTestId("term-state")).toHaveText("Connected", { timeout: 30_000 });
+  const admin = await context.newPage();
+  admin.on("dialog", (d) => d.accept());
+  await admin.goto(sg.url + "/admin/live");
+  const row = admin.locator('tr[data-user="admin"]');
+  await expect(row).toHaveCount(1);
+  await expect(row).toContainText("web-1");
+  await expect(row).toContainText("audited");
+  await expect(row).toContainText("attached");
+  await admin.screenshot({ path: "test-results/audit-live.png", fullPage: true });
+  await row.getByRole("button", { name: "Terminate" }).click();
+  await expect(admin.getByText("Session terminated.")).toBeVisible();
+  await expect(admin.locator('tr[data-user="admin"]')).toHaveCount(0);
+  await expect(page.getByTestId("closed-message")).toHaveText("The session was closed by an administrator.");
+  await page.screenshot({ path: "test-results/audit-terminated.png" });
+  await admin.goto(sg.url + "/audit?kind=terminal.");
+  await expect(admin.locator('tr[data-event="terminal.terminate"]').first()).toContainText("web-1");
+});
