@@ -111,20 +111,7 @@ func (s *SQLite) CreateKey(ctx context.Context, k *Key) error {
 }
 
 func (s *SQLite) ListKeys(ctx context.Context, userID int64) ([]Key, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+keyColumns+` FROM ssh_keys WHERE user_id = ? ORDER BY name`, userID)
-	if err != nil {
-		return nil, normalize(err)
-	}
-	defer rows.Close()
-	var keys []Key
-	for rows.Next() {
-		k, err := scanKey(rows, false)
-		if err != nil {
-			return nil, err
-		}
-		keys = append(keys, *k)
-	}
-	return keys, normalize(rows.Err())
+	return queryAll(ctx, s.db, func(r scanner) (*Key, error) { return scanKey(r, false) }, `SELECT `+keyColumns+` FROM ssh_keys WHERE user_id = ? ORDER BY name`, userID)
 }
 
 func (s *SQLite) KeyByID(ctx context.Context, userID, id int64) (*Key, error) {

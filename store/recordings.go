@@ -86,20 +86,7 @@ func (s *SQLite) RecordingsBefore(ctx context.Context, before time.Time, limit i
 	if limit <= 0 {
 		limit = 500
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT `+recordingColumns+` FROM recordings WHERE started_at < ? ORDER BY started_at LIMIT ?`, ms(before), limit)
-	if err != nil {
-		return nil, normalize(err)
-	}
-	defer rows.Close()
-	var out []Recording
-	for rows.Next() {
-		r, err := scanRecording(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, *r)
-	}
-	return out, normalize(rows.Err())
+	return queryAll(ctx, s.db, scanRecording, `SELECT `+recordingColumns+` FROM recordings WHERE started_at < ? ORDER BY started_at LIMIT ?`, ms(before), limit)
 }
 
 func (s *SQLite) DeleteRecording(ctx context.Context, sessionID string) error {

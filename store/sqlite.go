@@ -105,6 +105,24 @@ const userColumns = `id, username, password_hash, role, disabled, created_at, up
 
 type scanner interface{ Scan(...any) error }
 
+// queryAll runs a query and scans every row with scan, normalising driver errors.
+func queryAll[T any](ctx context.Context, db *sql.DB, scan func(scanner) (*T, error), query string, args ...any) ([]T, error) {
+	rows, err := db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, normalize(err)
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *v)
+	}
+	return out, normalize(rows.Err())
+}
+
 func scanUser(r scanner) (*User, error) {
 	var u User
 	var role string
@@ -125,20 +143,7 @@ func (s *SQLite) UserByName(ctx context.Context, username string) (*User, error)
 }
 
 func (s *SQLite) ListUsers(ctx context.Context) ([]User, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+userColumns+` FROM users ORDER BY username`)
-	if err != nil {
-		return nil, normalize(err)
-	}
-	defer rows.Close()
-	var users []User
-	for rows.Next() {
-		u, err := scanUser(rows)
-		if err != nil {
-			return nil, err
-		}
-		users = append(users, *u)
-	}
-	return users, normalize(rows.Err())
+	return queryAll(ctx, s.db, scanUser, `SELECT `+userColumns+` FROM users ORDER BY username`)
 }
 
 func (s *SQLite) CountUsers(ctx context.Context) (int, error) {

@@ -288,23 +288,9 @@ func (s *SQLite) StackForUser(ctx context.Context, stackID, userID int64, admin 
 }
 
 func (s *SQLite) ListStacksForUser(ctx context.Context, userID int64, admin bool) ([]Stack, error) {
-	rows, err := s.db.QueryContext(ctx,
-		`SELECT `+stackColumns+` FROM stacks s
+	return queryAll(ctx, s.db, scanStack, `SELECT `+stackColumns+` FROM stacks s
 		 WHERE ? OR EXISTS (SELECT 1 FROM stack_members m WHERE m.stack_id = s.id AND m.user_id = ?)
 		 ORDER BY s.name`, admin, userID)
-	if err != nil {
-		return nil, normalize(err)
-	}
-	defer rows.Close()
-	var out []Stack
-	for rows.Next() {
-		st, err := scanStack(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, *st)
-	}
-	return out, normalize(rows.Err())
 }
 
 func (s *SQLite) SetStackMode(ctx context.Context, stackID int64, userPerKey bool) error {
@@ -449,20 +435,7 @@ func (s *SQLite) ServerInStack(ctx context.Context, stackID, serverID int64) (*S
 }
 
 func (s *SQLite) ListServers(ctx context.Context, stackID int64) ([]Server, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+serverColumns+` FROM servers WHERE stack_id = ? ORDER BY name`, stackID)
-	if err != nil {
-		return nil, normalize(err)
-	}
-	defer rows.Close()
-	var out []Server
-	for rows.Next() {
-		sv, err := scanServer(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, *sv)
-	}
-	return out, normalize(rows.Err())
+	return queryAll(ctx, s.db, scanServer, `SELECT `+serverColumns+` FROM servers WHERE stack_id = ? ORDER BY name`, stackID)
 }
 
 func (s *SQLite) DeleteServer(ctx context.Context, stackID, serverID int64) error {
@@ -533,20 +506,7 @@ func (s *SQLite) KeyRefByID(ctx context.Context, keyID int64) (*KeyRef, error) {
 }
 
 func (s *SQLite) AttachableKeys(ctx context.Context, userID int64) ([]KeyRef, error) {
-	rows, err := s.db.QueryContext(ctx, keyRefQuery+` WHERE (? = 0 OR k.user_id = ?) ORDER BY u.username, k.name`, userID, userID)
-	if err != nil {
-		return nil, normalize(err)
-	}
-	defer rows.Close()
-	var out []KeyRef
-	for rows.Next() {
-		k, err := scanKeyRef(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, *k)
-	}
-	return out, normalize(rows.Err())
+	return queryAll(ctx, s.db, scanKeyRef, keyRefQuery+` WHERE (? = 0 OR k.user_id = ?) ORDER BY u.username, k.name`, userID, userID)
 }
 
 func (s *SQLite) AttachKey(ctx context.Context, stackID int64, key *KeyRef, by int64, at time.Time) error {
@@ -612,21 +572,7 @@ func (s *SQLite) ListAttachedKeys(ctx context.Context, stackID int64) ([]Attache
 }
 
 func (s *SQLite) KeyStacks(ctx context.Context, keyID int64) ([]Stack, error) {
-	rows, err := s.db.QueryContext(ctx,
-		`SELECT `+stackColumns+` FROM stacks s JOIN stack_keys sk ON sk.stack_id = s.id WHERE sk.key_id = ? ORDER BY s.name`, keyID)
-	if err != nil {
-		return nil, normalize(err)
-	}
-	defer rows.Close()
-	var out []Stack
-	for rows.Next() {
-		st, err := scanStack(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, *st)
-	}
-	return out, normalize(rows.Err())
+	return queryAll(ctx, s.db, scanStack, `SELECT `+stackColumns+` FROM stacks s JOIN stack_keys sk ON sk.stack_id = s.id WHERE sk.key_id = ? ORDER BY s.name`, keyID)
 }
 
 func (s *SQLite) DetachKeyEverywhere(ctx context.Context, keyID int64, at time.Time) error {
@@ -663,21 +609,7 @@ func scanDeployment(r scanner) (*Deployment, error) {
 }
 
 func (s *SQLite) ListDeployments(ctx context.Context, stackID int64) ([]Deployment, error) {
-	rows, err := s.db.QueryContext(ctx,
-		`SELECT `+deploymentColumns+` FROM deployments WHERE stack_id = ? ORDER BY server_id, key_name`, stackID)
-	if err != nil {
-		return nil, normalize(err)
-	}
-	defer rows.Close()
-	var out []Deployment
-	for rows.Next() {
-		d, err := scanDeployment(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, *d)
-	}
-	return out, normalize(rows.Err())
+	return queryAll(ctx, s.db, scanDeployment, `SELECT `+deploymentColumns+` FROM deployments WHERE stack_id = ? ORDER BY server_id, key_name`, stackID)
 }
 
 // ClaimDeployment's UPDATE is the only way a job is taken: the subquery picks the
