@@ -11,8 +11,8 @@
 // (go test -bench . ./bench). The command adds what go test lacks: medians
 // across runs, per-run ratios, targets, the machine, JSON.
 //
-// `shellgate-bench bridge-server …` is the child the memory benchmarks
-// measure: the terminal bridge alone in its own process.
+// shellgate itself (cmd/shellgate) is built once here and started by each
+// benchmark process in a child of its own, with a fresh data dir.
 package main
 
 import (
@@ -40,13 +40,6 @@ import (
 )
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "bridge-server" {
-		if err := bench.BridgeServerMain(os.Args[2:], os.Stdin, os.Stdout); err != nil {
-			fmt.Fprintln(os.Stderr, "shellgate-bench bridge-server:", err)
-			os.Exit(1)
-		}
-		return
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
@@ -82,7 +75,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	throughput := fs.Int("throughput-mib", 256, "terminal output per throughput run, MiB")
 	echo := fs.Int("echo", 1000, "one-byte round trips per echo run")
 	file := fs.Int("file-mib", 1024, "file size for download and upload, MiB")
-	idle := fs.String("idle", "100,1000", "idle session counts at which the bridge's RSS is read")
+	idle := fs.String("idle", "100,1000", "idle session counts at which shellgate's RSS is read")
 	typing := fs.String("typing", "10,100,500", "concurrent typing session counts")
 	typingFor := fs.Duration("typing-for", 5*time.Second, "typing time per concurrency level")
 	keys := fs.Int("keys-per-sec", 10, "keystrokes per second per typing session")
@@ -148,13 +141,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := build.Run(); err != nil {
 		return fmt.Errorf("go test -c ./bench: %w", err)
 	}
-	self, err := os.Executable()
-	if err != nil {
-		return err
+	fmt.Fprintln(stderr, "building shellgate…")
+	build = exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(tmp, "shellgate"), "./cmd/shellgate")
+	build.Dir, build.Stdout, build.Stderr = root, stderr, stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("go build ./cmd/shellgate: %w", err)
 	}
 
 	// Each run is a fresh test process per group (a new sshd, a new
-	// bridge child), and runs are passes over all groups, so a slow moment
+	// shellgate process), and runs are passes over all groups, so a slow moment
 	// of the machine lands in one run of everything rather than in every
 	// run of one figure. (go test -count would repeat each sub-benchmark
 	// back to back in one process, reusing its state.)
@@ -169,7 +164,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			bargs := append([]string{
 				"-test.run=^$", "-test.bench=^" + g.bench + "$", "-test.benchtime=1x",
 				"-test.count=1", "-test.v", "-test.timeout=" + cfg.timeout.String(),
-				"-sg.bridge-bin=" + self,
+				"-sg.shellgate-bin=" + filepath.Join(tmp, "shellgate"),
 			}, cfg.pass...)
 			cmd := exec.CommandContext(ctx, testBin, bargs...)
 			cmd.Dir = filepath.Join(root, "bench")
@@ -379,32 +374,34 @@ func buildReport(cfg config, r *results, started time.Time) Report {
 	rep := Report{Started: started, Duration: time.Since(started).Round(time.Second).String(),
 		Settings: append([]string{fmt.Sprintf("-runs=%d", cfg.runs), fmt.Sprintf("-flood-runs=%d", cfg.floodRuns)}, cfg.pass...), Raw: r}
 	add := func(f Figure) { rep.Figures = append(rep.Figures, f) }
-	const bridgeIn, bridgeChild = bench.LabelInProcess, bench.LabelChild
+	const sg, bridgeIn = bench.LabelShellgate, bench.LabelInProcess
 
 	// Throughput.
 	sec := "Terminal throughput (PTY, base64 of random bytes)"
 	for _, p := range []struct{ bench, label string }{
-		{"direct", "(a) direct, x/crypto/ssh"}, {"openssh", "(b) OpenSSH client"}, {"bridge-inproc", "(c) " + bridgeIn},
+		{"direct", "(a) direct, x/crypto/ssh"}, {"openssh", "(b) OpenSSH client"}, {"shellgate", "(c) " + sg},
 	} {
 		add(summarize(sec, p.label, "MB/s", r.get("BenchmarkThroughput/"+p.bench, "MB/s")))
 	}
 	add(summarize(sec, "ratio b/a", "×", r.pairwise("BenchmarkThroughput/openssh", "MB/s", "BenchmarkThroughput/direct", "MB/s", ratio)))
-	add(withTarget(summarize(sec, "ratio c/a", "×", r.pairwise("BenchmarkThroughput/bridge-inproc", "MB/s", "BenchmarkThroughput/direct", "MB/s", ratio)),
+	add(withTarget(summarize(sec, "ratio c/a", "×", r.pairwise("BenchmarkThroughput/shellgate", "MB/s", "BenchmarkThroughput/direct", "MB/s", ratio)),
 		"≥ 0.85", func(v float64) bool { return v >= 0.85 }))
 
 	// Echo.
 	sec = "Keystroke echo (one byte through stty raw -echo; cat)"
 	for _, p := range []struct{ bench, label string }{
-		{"direct", "direct, x/crypto/ssh"}, {"openssh", "OpenSSH client"}, {"bridge-inproc", bridgeIn},
+		{"direct", "direct, x/crypto/ssh"}, {"openssh", "OpenSSH client"}, {"shellgate", sg}, {"bridge-inproc", bridgeIn},
 	} {
 		for _, u := range []string{"p50-us", "p99-us"} {
 			add(summarize(sec, p.label+" "+strings.TrimSuffix(u, "-us"), "µs", r.get("BenchmarkEcho/"+p.bench, u)))
 		}
 	}
-	add(summarize(sec, "added by the bridge, p50", "µs",
-		r.pairwise("BenchmarkEcho/bridge-inproc", "p50-us", "BenchmarkEcho/direct", "p50-us", diff)))
-	add(withTarget(summarize(sec, "added by the bridge, p99", "µs",
-		r.pairwise("BenchmarkEcho/bridge-inproc", "p99-us", "BenchmarkEcho/direct", "p99-us", diff)),
+	add(summarize(sec, "added by the bridge alone, p99", "µs",
+		r.pairwise("BenchmarkEcho/bridge-inproc", "p99-us", "BenchmarkEcho/direct", "p99-us", diff)))
+	add(summarize(sec, "added by shellgate, p50", "µs",
+		r.pairwise("BenchmarkEcho/shellgate", "p50-us", "BenchmarkEcho/direct", "p50-us", diff)))
+	add(withTarget(summarize(sec, "added by shellgate, p99", "µs",
+		r.pairwise("BenchmarkEcho/shellgate", "p99-us", "BenchmarkEcho/direct", "p99-us", diff)),
 		"< 250 µs", func(v float64) bool { return v < 250 }))
 
 	// Files.
@@ -422,7 +419,7 @@ func buildReport(cfg config, r *results, started time.Time) Report {
 	}
 
 	// Memory.
-	sec = "Memory: VmRSS of the " + bridgeChild
+	sec = "Memory: VmRSS of the shellgate process"
 	names := sortedNames(r, "BenchmarkSessions/idle=")
 	for _, name := range names {
 		n := strings.TrimPrefix(name, "BenchmarkSessions/idle=")
@@ -434,7 +431,7 @@ func buildReport(cfg config, r *results, started time.Time) Report {
 			add(withTarget(summarize(sec, "per session, at "+n, "KiB", v), "< 150 KiB", func(v float64) bool { return v < 150 }))
 		}
 	}
-	sec = "Flood to a client acking slowly (" + bridgeChild + ")"
+	sec = "Flood to a client acking slowly (VmRSS of the shellgate process)"
 	add(summarize(sec, "RSS before", "KiB", r.get("BenchmarkFlood", "RSS-before-KiB")))
 	add(withTarget(summarize(sec, "RSS growth, peak", "KiB", r.get("BenchmarkFlood", "growth-KiB")),
 		"< 2048 KiB", func(v float64) bool { return v < 2048 }))
@@ -448,8 +445,8 @@ func buildReport(cfg config, r *results, started time.Time) Report {
 	for _, name := range sortedNames(r, "BenchmarkSessions/typing=") {
 		n := strings.TrimPrefix(name, "BenchmarkSessions/typing=")
 		direct := "BenchmarkSessions/typing-direct=" + n
-		add(summarize(sec, n+" sessions, "+bridgeChild+", p50", "µs", r.get(name, "p50-us")))
-		add(summarize(sec, n+" sessions, "+bridgeChild+", p99", "µs", r.get(name, "p99-us")))
+		add(summarize(sec, n+" sessions, "+sg+", p50", "µs", r.get(name, "p50-us")))
+		add(summarize(sec, n+" sessions, "+sg+", p99", "µs", r.get(name, "p99-us")))
 		add(summarize(sec, n+" sessions, direct x/crypto/ssh, p50", "µs", r.get(direct, "p50-us")))
 		add(summarize(sec, n+" sessions, direct x/crypto/ssh, p99", "µs", r.get(direct, "p99-us")))
 	}
