@@ -23,7 +23,7 @@ import (
 // are the figures and fit the whole run in under ten minutes on two
 // cores.
 var (
-	throughputMiB = flag.Int("sg.throughput-mib", 256, "terminal output per throughput run, MiB")
+	throughputMiB = flag.Int("sg.throughput-mib", 128, "terminal output per throughput run, MiB")
 	echoCount     = flag.Int("sg.echo", 1000, "measured one-byte round trips per echo run")
 	fileMiB       = flag.Int("sg.file-mib", 1024, "file size for download and upload, MiB")
 	idleLevels    = flag.String("sg.idle", "100,1000", "idle session counts at which RSS is read")

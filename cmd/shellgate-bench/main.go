@@ -72,7 +72,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.out, "out", "bench-results/latest.json", "JSON results file (\"\" for none)")
 	fs.DurationVar(&c.timeout, "timeout", 20*time.Minute, "give up after this long")
 	// Forwarded to the benchmarks (package bench's -sg.* flags).
-	throughput := fs.Int("throughput-mib", 256, "terminal output per throughput run, MiB")
+	throughput := fs.Int("throughput-mib", 128, "terminal output per throughput run, MiB")
 	echo := fs.Int("echo", 1000, "one-byte round trips per echo run")
 	file := fs.Int("file-mib", 1024, "file size for download and upload, MiB")
 	idle := fs.String("idle", "100,1000", "idle session counts at which shellgate's RSS is read")
@@ -109,6 +109,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
 	defer cancel()
 	started := time.Now()
+	loadBefore := loadAvg()
 
 	groups := []group{
 		{"throughput", "BenchmarkThroughput"},
@@ -188,6 +189,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	report := buildReport(cfg, res, started)
 	report.Machine = machine(ctx)
+	// The machine may be shared: the load says how much of it we had.
+	report.Machine["load"] = "before " + loadBefore + ", after " + loadAvg()
 	printTable(stdout, report)
 	if cfg.out != "" {
 		path := cfg.out
@@ -431,6 +434,24 @@ func buildReport(cfg config, r *results, started time.Time) Report {
 			add(withTarget(summarize(sec, "per session, at "+n, "KiB", v), "< 150 KiB", func(v float64) bool { return v < 150 }))
 		}
 	}
+	// Between two levels: what one more session costs, whatever the
+	// baseline holds (free heap the first sessions reuse, runtime growth).
+	for i := 1; i < len(names); i++ {
+		lo, hi := names[i-1], names[i]
+		nlo, _ := strconv.Atoi(strings.TrimPrefix(lo, "BenchmarkSessions/idle="))
+		nhi, _ := strconv.Atoi(strings.TrimPrefix(hi, "BenchmarkSessions/idle="))
+		if nlo == 0 || nhi <= nlo {
+			continue
+		}
+		add(summarize(sec, fmt.Sprintf("per session, from %d to %d", nlo, nhi), "KiB",
+			r.pairwise(hi, "RSS-KiB", lo, "RSS-KiB", func(a, b float64) float64 { return (a - b) / float64(nhi-nlo) })))
+	}
+	for _, name := range names {
+		n := strings.TrimPrefix(name, "BenchmarkSessions/idle=")
+		if v := r.get(name, "live-MB"); v != nil {
+			add(summarize(sec, "Go heap live after GC, at "+n+" (gctrace)", "MB", v))
+		}
+	}
 	sec = "Flood to a client acking slowly (VmRSS of the shellgate process)"
 	add(summarize(sec, "RSS before", "KiB", r.get("BenchmarkFlood", "RSS-before-KiB")))
 	add(withTarget(summarize(sec, "RSS growth, peak", "KiB", r.get("BenchmarkFlood", "growth-KiB")),
@@ -439,6 +460,15 @@ func buildReport(cfg config, r *results, started time.Time) Report {
 	add(summarize(sec, "output delivered", "KiB/s", r.get("BenchmarkFlood", "delivered-KiB/s")))
 	add(withTarget(summarize(sec, "Ctrl+C until the remote process is gone", "ms", r.get("BenchmarkFlood", "ctrlc-ms")),
 		"< 1000 ms", func(v float64) bool { return v < 1000 }))
+	for _, u := range []struct{ unit, label string }{
+		{"live-before-MB", "Go heap live before (gctrace)"},
+		{"live-peak-MB", "Go heap live after GC, peak"},
+		{"heap-peak-MB", "Go heap at GC start, peak"},
+		{"goal-peak-MB", "GC goal, peak"},
+	} {
+		add(summarize(sec, u.label, "MB", r.get("BenchmarkFlood", u.unit)))
+	}
+	add(summarize(sec, "GC cycles during the flood", "", r.get("BenchmarkFlood", "gc-cycles")))
 
 	// Concurrency.
 	sec = "Concurrency: sessions typing at once, echo latency"
@@ -470,7 +500,7 @@ func sortedNames(r *results, prefix string) []string {
 
 func printTable(w io.Writer, rep Report) {
 	fmt.Fprintf(w, "shellgate-bench, %s, took %s\n", rep.Started.Format(time.RFC3339), rep.Duration)
-	for _, k := range []string{"cpu", "nproc", "memory", "kernel", "go", "openssh"} {
+	for _, k := range []string{"cpu", "nproc", "memory", "kernel", "go", "openssh", "load"} {
 		fmt.Fprintf(w, "  %-8s %s\n", k, rep.Machine[k])
 	}
 	section := ""
@@ -536,4 +566,17 @@ func machine(ctx context.Context) map[string]string {
 		m["openssh"] = strings.TrimSpace(string(out))
 	}
 	return m
+}
+
+// loadAvg is the 1, 5 and 15 minute load averages from /proc/loadavg.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
