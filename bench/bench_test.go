@@ -3,11 +3,13 @@ package bench
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,7 +23,7 @@ import (
 // are the issue's figures and fit the whole run in under ten minutes on two
 // cores.
 var (
-	throughputMiB = flag.Int("sg.throughput-mib", 256, "terminal output per throughput run, MiB")
+	throughputMiB = flag.Int("sg.throughput-mib", 128, "terminal output per throughput run, MiB")
 	echoCount     = flag.Int("sg.echo", 1000, "measured one-byte round trips per echo run")
 	fileMiB       = flag.Int("sg.file-mib", 1024, "file size for download and upload, MiB")
 	idleLevels    = flag.String("sg.idle", "100,1000", "idle session counts at which RSS is read")
@@ -30,7 +32,7 @@ var (
 	keysPerSec    = flag.Int("sg.keys-per-sec", 10, "keystrokes per second per typing session")
 	floodFor      = flag.Duration("sg.flood-for", 60*time.Second, "flood duration")
 	floodAckKiB   = flag.Int("sg.flood-ack-kib", 256, "slow client's ack rate during the flood, KiB/s")
-	bridgeBin     = flag.String("sg.bridge-bin", "", "shellgate-bench binary for the bridge child (default: go build it)")
+	shellgateBin  = flag.String("sg.shellgate-bin", "", "shellgate binary (default: go build ./cmd/shellgate)")
 )
 
 func TestMain(m *testing.M) {
@@ -58,21 +60,41 @@ func benchCtx(b *testing.B, d time.Duration) context.Context {
 	return ctx
 }
 
-// paths are the three ways to a PTY shell; the bridge is in-process for
-// throughput and latency, so both ends share one Go runtime as in the
-// issue's plan until the real endpoint exists.
-func paths(srv *SSHServer, ep Endpoint) []struct {
+// paths are the ways to a PTY shell: (a) direct, (b) OpenSSH, (c) the real
+// shellgate endpoint in its own process, and for echo also the bridge
+// alone in this process, which tells the bridge's share of (c) from the
+// HTTP server's and the second process's.
+type path struct {
 	name string
 	dial func(ctx context.Context) (Shell, error)
-} {
-	return []struct {
-		name string
-		dial func(ctx context.Context) (Shell, error)
-	}{
+}
+
+func paths(srv *SSHServer, sg *Shellgate) []path {
+	return []path{
 		{"direct", func(context.Context) (Shell, error) { return DialDirect(srv) }},
 		{"openssh", func(context.Context) (Shell, error) { return DialOpenSSH(srv) }},
-		{"bridge-inproc", func(ctx context.Context) (Shell, error) { return ep.Connect(ctx) }},
+		{"shellgate", func(ctx context.Context) (Shell, error) { return sg.Connect(ctx) }},
 	}
+}
+
+// startShellgate builds (once per process, unless -sg.shellgate-bin) and
+// starts the real shellgate for srv, ready for sessions terminals at once.
+func startShellgate(b *testing.B, srv *SSHServer, sessions int) *Shellgate {
+	b.Helper()
+	bin := *shellgateBin
+	if bin == "" {
+		var err error
+		if bin, err = BuildShellgate(b.Context(), b.TempDir()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	ctx := benchCtx(b, 5*time.Minute)
+	sg, err := StartShellgate(ctx, bin, srv, sessions)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { sg.Close() })
+	return sg
 }
 
 // BenchmarkThroughput: a PTY session printing base64 of random bytes,
@@ -80,9 +102,8 @@ func paths(srv *SSHServer, ep Endpoint) []struct {
 // bridge (acking every 256 KiB, as a browser acks after rendering).
 func BenchmarkThroughput(b *testing.B) {
 	srv := startSSHD(b)
-	ep := NewInProcessBridge(srv)
-	b.Cleanup(func() { ep.Close() })
-	for _, p := range paths(srv, ep) {
+	sg := startShellgate(b, srv, 1)
+	for _, p := range paths(srv, sg) {
 		b.Run(p.name, func(b *testing.B) {
 			for range b.N {
 				ctx := benchCtx(b, 5*time.Minute)
@@ -105,9 +126,11 @@ func BenchmarkThroughput(b *testing.B) {
 // BenchmarkEcho: one-byte round trips through `stty raw -echo; cat`.
 func BenchmarkEcho(b *testing.B) {
 	srv := startSSHD(b)
-	ep := NewInProcessBridge(srv)
-	b.Cleanup(func() { ep.Close() })
-	for _, p := range paths(srv, ep) {
+	sg := startShellgate(b, srv, 1)
+	bridge := NewInProcessBridge(srv)
+	b.Cleanup(func() { bridge.Close() })
+	all := append(paths(srv, sg), path{"bridge-inproc", func(ctx context.Context) (Shell, error) { return bridge.Connect(ctx) }})
+	for _, p := range all {
 		b.Run(p.name, func(b *testing.B) {
 			for range b.N {
 				ctx := benchCtx(b, 2*time.Minute)
@@ -132,22 +155,6 @@ func BenchmarkEcho(b *testing.B) {
 	}
 }
 
-// childBin returns the shellgate-bench binary for ChildBridge: the one
-// given with -sg.bridge-bin (cmd/shellgate-bench passes itself), else one
-// built now.
-func childBin(b *testing.B) string {
-	b.Helper()
-	if *bridgeBin != "" {
-		return *bridgeBin
-	}
-	out := filepath.Join(b.TempDir(), "shellgate-bench")
-	cmd := exec.Command("go", "build", "-o", out, "github.com/shellgate/shellgate/cmd/shellgate-bench")
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		b.Fatalf("go build shellgate-bench: %v\n%s", err, msg)
-	}
-	return out
-}
-
 // BenchmarkFiles: a file downloaded and uploaded with OpenSSH's sftp
 // (defaults: 32 KiB requests, 64 in flight), and with shellgate's file
 // HTTP API once it exists. Downloads go to /dev/null and uploads read
@@ -167,6 +174,16 @@ func BenchmarkFiles(b *testing.B) {
 		b.Fatalf("%v: %s", err, out)
 	}
 	size := float64(int64(*fileMiB) << 20)
+	wantN, wantSum, err := FileSum(src)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Where shellgate uploads land: writable by the sshd login user.
+	upDir := filepath.Join(dir, "up")
+	if err := os.Mkdir(upDir, 0o777); err != nil || os.Chmod(upDir, 0o1777) != nil {
+		b.Fatal("mkdir up:", err)
+	}
+	sg := startShellgate(b, srv, 1)
 	ctx := benchCtx(b, 10*time.Minute)
 
 	b.Run("download/openssh", func(b *testing.B) {
@@ -179,7 +196,19 @@ func BenchmarkFiles(b *testing.B) {
 		}
 	})
 	b.Run("download/shellgate", func(b *testing.B) {
-		b.Skip("not built yet: shellgate has no file HTTP API")
+		for range b.N {
+			t, err := sg.Download(ctx, src)
+			if errors.Is(err, ErrNotBuilt) {
+				b.Skip(err)
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			if t.Bytes != wantN || t.SHA256 != wantSum {
+				b.Fatalf("download: got %d bytes, sha256 %x; want %d, %x", t.Bytes, t.SHA256, wantN, wantSum)
+			}
+			b.ReportMetric(size/t.Took.Seconds()/1e6, "MB/s")
+		}
 	})
 	b.Run("upload/openssh", func(b *testing.B) {
 		for range b.N {
@@ -194,7 +223,27 @@ func BenchmarkFiles(b *testing.B) {
 		}
 	})
 	b.Run("upload/shellgate", func(b *testing.B) {
-		b.Skip("not built yet: shellgate has no file HTTP API")
+		for range b.N {
+			name := "upload-" + strings.ToLower(rand.Text()[:8]) + ".bin"
+			d, err := sg.Upload(ctx, src, upDir, name)
+			if errors.Is(err, ErrNotBuilt) {
+				b.Skip(err)
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			// The remote is this machine: check what landed.
+			landed := filepath.Join(upDir, name)
+			n, sum, err := FileSum(landed)
+			os.Remove(landed)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if n != wantN || sum != wantSum {
+				b.Fatalf("upload: %d bytes landed, sha256 %x; want %d, %x", n, sum, wantN, wantSum)
+			}
+			b.ReportMetric(size/d.Seconds()/1e6, "MB/s")
+		}
 	})
 }
 
@@ -213,14 +262,27 @@ func levels(b *testing.B, s string) []int {
 	return out
 }
 
-// settledRSS waits for the server to go quiet, then reads its RSS.
+// settledRSS waits for the server to go quiet, then reads its RSS: at
+// least 2 s, then until two readings 1 s apart differ by under 1% (the Go
+// scavenger returning the 64 MiB argon2 needs per sign-in), at most 30 s.
 func settledRSS(b *testing.B, pid int) int64 {
 	time.Sleep(2 * time.Second)
-	rss, err := RSSKiB(pid)
+	prev, err := RSSKiB(pid)
 	if err != nil {
 		b.Fatal(err)
 	}
-	return rss
+	for range 28 {
+		time.Sleep(time.Second)
+		rss, err := RSSKiB(pid)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if d := rss - prev; max(d, -d)*100 < prev {
+			return rss
+		}
+		prev = rss
+	}
+	return prev
 }
 
 // BenchmarkSessions: memory of the bridge process (a child, so only the
@@ -228,11 +290,11 @@ func settledRSS(b *testing.B, pid int) int64 {
 // terminals typing at once: echo latency under load.
 func BenchmarkSessions(b *testing.B) {
 	srv := startSSHD(b)
-	ep, err := StartChildBridge(childBin(b), srv)
-	if err != nil {
+	most := slices.Max(append(levels(b, *idleLevels), levels(b, *typingLevels)...))
+	ep := startShellgate(b, srv, most)
+	if err := ep.Quiesce(benchCtx(b, time.Minute)); err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { ep.Close() })
 	ctx := benchCtx(b, 10*time.Minute)
 	var terms []*Term
 	b.Cleanup(func() {
@@ -258,6 +320,7 @@ func BenchmarkSessions(b *testing.B) {
 			}
 			rss := settledRSS(b, ep.PID())
 			b.ReportMetric(float64(rss), "RSS-KiB")
+			b.ReportMetric(float64(ep.GC().LiveMB), "live-MB")
 			if n > 0 {
 				b.ReportMetric(float64(rss-rss0)/float64(n), "KiB/session")
 			}
@@ -346,11 +409,7 @@ func reportTyping(b *testing.B, res TypingResult) {
 // typed and the time until the remote `yes` is gone is measured.
 func BenchmarkFlood(b *testing.B) {
 	srv := startSSHD(b)
-	ep, err := StartChildBridge(childBin(b), srv)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { ep.Close() })
+	ep := startShellgate(b, srv, 1)
 	for range b.N {
 		ctx := benchCtx(b, *floodFor+2*time.Minute)
 		terms, err := OpenIdle(ctx, ep, 1, 1)
@@ -358,7 +417,12 @@ func BenchmarkFlood(b *testing.B) {
 			b.Fatal(err)
 		}
 		t := terms[0]
+		if err := ep.Quiesce(ctx); err != nil {
+			b.Fatal(err)
+		}
 		before := settledRSS(b, ep.PID())
+		gcBefore := ep.GC()
+		ep.ResetGCPeaks()
 
 		// The slow client: acks at a fixed rate, never more than received.
 		t.SetAckEvery(0)
@@ -405,6 +469,7 @@ func BenchmarkFlood(b *testing.B) {
 		}
 		sample.Stop()
 		end, _ := RSSKiB(ep.PID())
+		gc := ep.GC()
 		delivered := t.Received() - startOff
 		elapsed := time.Since(start)
 
@@ -429,5 +494,11 @@ func BenchmarkFlood(b *testing.B) {
 		b.ReportMetric(float64(end-before), "end-growth-KiB")
 		b.ReportMetric(float64(delivered)/elapsed.Seconds()/1024, "delivered-KiB/s")
 		b.ReportMetric(float64(ctrlC)/float64(time.Millisecond), "ctrlc-ms")
+		// The runtime's account (gctrace), to tell live data from GC headroom.
+		b.ReportMetric(float64(gcBefore.LiveMB), "live-before-MB")
+		b.ReportMetric(float64(gc.PeakLiveMB), "live-peak-MB")
+		b.ReportMetric(float64(gc.PeakHeapMB), "heap-peak-MB")
+		b.ReportMetric(float64(gc.PeakGoalMB), "goal-peak-MB")
+		b.ReportMetric(float64(gc.Cycles-gc.CyclesAtMark), "gc-cycles")
 	}
 }

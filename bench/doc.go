@@ -11,6 +11,6 @@
 // The non-test files hold what the benchmarks share and what the
 // shellgate-bench command needs at run time: a client for the terminal
 // WebSocket protocol (Term), the three ways of reaching a PTY shell behind a
-// common Shell interface, and the bridge server that stands in for
-// shellgate's terminal endpoint until that endpoint is wired (Endpoint).
+// common Shell interface, and the real shellgate endpoint, set up over HTTP
+// as an administrator would (Shellgate).
 package bench

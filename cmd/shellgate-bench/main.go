@@ -11,8 +11,8 @@
 // (go test -bench . ./bench). The command adds what go test lacks: medians
 // across runs, per-run ratios, targets, the machine, JSON.
 //
-// `shellgate-bench bridge-server …` is the child the memory benchmarks
-// measure: the terminal bridge alone in its own process.
+// shellgate itself (cmd/shellgate) is built once here and started by each
+// benchmark process in a child of its own, with a fresh data dir.
 package main
 
 import (
@@ -40,13 +40,6 @@ import (
 )
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "bridge-server" {
-		if err := bench.BridgeServerMain(os.Args[2:], os.Stdin, os.Stdout); err != nil {
-			fmt.Fprintln(os.Stderr, "shellgate-bench bridge-server:", err)
-			os.Exit(1)
-		}
-		return
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
@@ -63,6 +56,7 @@ type group struct {
 
 type config struct {
 	runs, floodRuns int
+	sessionsRuns    int
 	only            string
 	out             string
 	timeout         time.Duration
@@ -75,14 +69,15 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var c config
 	fs.IntVar(&c.runs, "runs", 3, "runs per figure (median, min, max)")
 	fs.IntVar(&c.floodRuns, "flood-runs", 1, "runs of the flood (each lasts -flood-for)")
+	fs.IntVar(&c.sessionsRuns, "sessions-runs", 1, "runs of the sessions group (memory varies by a few % between runs; each takes minutes on 2 cores)")
 	fs.StringVar(&c.only, "only", "", "comma-separated groups: throughput,echo,files,sessions,flood (default all)")
 	fs.StringVar(&c.out, "out", "bench-results/latest.json", "JSON results file (\"\" for none)")
 	fs.DurationVar(&c.timeout, "timeout", 20*time.Minute, "give up after this long")
 	// Forwarded to the benchmarks (package bench's -sg.* flags).
-	throughput := fs.Int("throughput-mib", 256, "terminal output per throughput run, MiB")
+	throughput := fs.Int("throughput-mib", 128, "terminal output per throughput run, MiB")
 	echo := fs.Int("echo", 1000, "one-byte round trips per echo run")
 	file := fs.Int("file-mib", 1024, "file size for download and upload, MiB")
-	idle := fs.String("idle", "100,1000", "idle session counts at which the bridge's RSS is read")
+	idle := fs.String("idle", "100,1000", "idle session counts at which shellgate's RSS is read")
 	typing := fs.String("typing", "10,100,500", "concurrent typing session counts")
 	typingFor := fs.Duration("typing-for", 5*time.Second, "typing time per concurrency level")
 	keys := fs.Int("keys-per-sec", 10, "keystrokes per second per typing session")
@@ -91,8 +86,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
-	if c.runs < 1 || c.floodRuns < 1 {
-		return c, errors.New("-runs and -flood-runs must be at least 1")
+	if c.runs < 1 || c.floodRuns < 1 || c.sessionsRuns < 1 {
+		return c, errors.New("-runs, -flood-runs and -sessions-runs must be at least 1")
 	}
 	c.pass = []string{
 		"-sg.throughput-mib=" + strconv.Itoa(*throughput),
@@ -116,6 +111,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
 	defer cancel()
 	started := time.Now()
+	loadBefore := loadAvg()
 
 	groups := []group{
 		{"throughput", "BenchmarkThroughput"},
@@ -148,13 +144,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := build.Run(); err != nil {
 		return fmt.Errorf("go test -c ./bench: %w", err)
 	}
-	self, err := os.Executable()
-	if err != nil {
-		return err
+	fmt.Fprintln(stderr, "building shellgate…")
+	build = exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(tmp, "shellgate"), "./cmd/shellgate")
+	build.Dir, build.Stdout, build.Stderr = root, stderr, stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("go build ./cmd/shellgate: %w", err)
 	}
 
 	// Each run is a fresh test process per group (a new sshd, a new
-	// bridge child), and runs are passes over all groups, so a slow moment
+	// shellgate process), and runs are passes over all groups, so a slow moment
 	// of the machine lands in one run of everything rather than in every
 	// run of one figure. (go test -count would repeat each sub-benchmark
 	// back to back in one process, reusing its state.)
@@ -162,14 +160,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	for i := range cfg.runs {
 		run := res.newRun()
 		for _, g := range groups {
-			if g.name == "flood" && i >= cfg.floodRuns {
+			if (g.name == "flood" && i >= cfg.floodRuns) || (g.name == "sessions" && i >= cfg.sessionsRuns) {
 				continue
 			}
 			fmt.Fprintf(stderr, "\n== run %d/%d: %s\n", i+1, cfg.runs, g.name)
 			bargs := append([]string{
 				"-test.run=^$", "-test.bench=^" + g.bench + "$", "-test.benchtime=1x",
 				"-test.count=1", "-test.v", "-test.timeout=" + cfg.timeout.String(),
-				"-sg.bridge-bin=" + self,
+				"-sg.shellgate-bin=" + filepath.Join(tmp, "shellgate"),
 			}, cfg.pass...)
 			cmd := exec.CommandContext(ctx, testBin, bargs...)
 			cmd.Dir = filepath.Join(root, "bench")
@@ -193,6 +191,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	report := buildReport(cfg, res, started)
 	report.Machine = machine(ctx)
+	// The machine may be shared: the load says how much of it we had.
+	report.Machine["load"] = "before " + loadBefore + ", after " + loadAvg()
 	printTable(stdout, report)
 	if cfg.out != "" {
 		path := cfg.out
@@ -377,35 +377,44 @@ func withTarget(f Figure, target string, ok func(float64) bool) Figure {
 
 func buildReport(cfg config, r *results, started time.Time) Report {
 	rep := Report{Started: started, Duration: time.Since(started).Round(time.Second).String(),
-		Settings: append([]string{fmt.Sprintf("-runs=%d", cfg.runs), fmt.Sprintf("-flood-runs=%d", cfg.floodRuns)}, cfg.pass...), Raw: r}
+		Settings: append([]string{fmt.Sprintf("-runs=%d", cfg.runs), fmt.Sprintf("-flood-runs=%d", cfg.floodRuns),
+			fmt.Sprintf("-sessions-runs=%d", cfg.sessionsRuns)}, cfg.pass...), Raw: r}
 	add := func(f Figure) { rep.Figures = append(rep.Figures, f) }
-	const bridgeIn, bridgeChild = bench.LabelInProcess, bench.LabelChild
+	const sg, bridgeIn = bench.LabelShellgate, bench.LabelInProcess
 
 	// Throughput.
 	sec := "Terminal throughput (PTY, base64 of random bytes)"
 	for _, p := range []struct{ bench, label string }{
-		{"direct", "(a) direct, x/crypto/ssh"}, {"openssh", "(b) OpenSSH client"}, {"bridge-inproc", "(c) " + bridgeIn},
+		{"direct", "(a) direct, x/crypto/ssh"}, {"openssh", "(b) OpenSSH client"}, {"shellgate", "(c) " + sg},
 	} {
 		add(summarize(sec, p.label, "MB/s", r.get("BenchmarkThroughput/"+p.bench, "MB/s")))
 	}
 	add(summarize(sec, "ratio b/a", "×", r.pairwise("BenchmarkThroughput/openssh", "MB/s", "BenchmarkThroughput/direct", "MB/s", ratio)))
-	add(withTarget(summarize(sec, "ratio c/a", "×", r.pairwise("BenchmarkThroughput/bridge-inproc", "MB/s", "BenchmarkThroughput/direct", "MB/s", ratio)),
+	add(withTarget(summarize(sec, "ratio c/a", "×", r.pairwise("BenchmarkThroughput/shellgate", "MB/s", "BenchmarkThroughput/direct", "MB/s", ratio)),
 		"≥ 0.85", func(v float64) bool { return v >= 0.85 }))
 
 	// Echo.
 	sec = "Keystroke echo (one byte through stty raw -echo; cat)"
 	for _, p := range []struct{ bench, label string }{
-		{"direct", "direct, x/crypto/ssh"}, {"openssh", "OpenSSH client"}, {"bridge-inproc", bridgeIn},
+		{"direct", "direct, x/crypto/ssh"}, {"openssh", "OpenSSH client"}, {"shellgate", sg}, {"bridge-inproc", bridgeIn},
 	} {
 		for _, u := range []string{"p50-us", "p99-us"} {
 			add(summarize(sec, p.label+" "+strings.TrimSuffix(u, "-us"), "µs", r.get("BenchmarkEcho/"+p.bench, u)))
 		}
 	}
-	add(summarize(sec, "added by the bridge, p50", "µs",
-		r.pairwise("BenchmarkEcho/bridge-inproc", "p50-us", "BenchmarkEcho/direct", "p50-us", diff)))
-	add(withTarget(summarize(sec, "added by the bridge, p99", "µs",
-		r.pairwise("BenchmarkEcho/bridge-inproc", "p99-us", "BenchmarkEcho/direct", "p99-us", diff)),
-		"< 250 µs", func(v float64) bool { return v < 250 }))
+	add(summarize(sec, "added by the bridge alone, p99", "µs",
+		r.pairwise("BenchmarkEcho/bridge-inproc", "p99-us", "BenchmarkEcho/direct", "p99-us", diff)))
+	add(summarize(sec, "added by shellgate, p50", "µs",
+		r.pairwise("BenchmarkEcho/shellgate", "p50-us", "BenchmarkEcho/direct", "p50-us", diff)))
+	added := withTarget(summarize(sec, "added by shellgate, p99", "µs",
+		r.pairwise("BenchmarkEcho/shellgate", "p99-us", "BenchmarkEcho/direct", "p99-us", diff)),
+		"< 250 µs", func(v float64) bool { return v < 250 })
+	if added.Min != nil && *added.Min < 0 {
+		// shellgate cannot be faster than the library it is built on: a
+		// negative difference means the machine's noise exceeds the effect.
+		added.Met, added.Note = nil, "not measurable: noise exceeds the effect (negative differences)"
+	}
+	add(added)
 
 	// Files.
 	sec = "Files (sftp vs shellgate HTTP API, " + bench.Cipher + ")"
@@ -422,7 +431,7 @@ func buildReport(cfg config, r *results, started time.Time) Report {
 	}
 
 	// Memory.
-	sec = "Memory: VmRSS of the " + bridgeChild
+	sec = "Memory: VmRSS of the shellgate process"
 	names := sortedNames(r, "BenchmarkSessions/idle=")
 	for _, name := range names {
 		n := strings.TrimPrefix(name, "BenchmarkSessions/idle=")
@@ -434,7 +443,25 @@ func buildReport(cfg config, r *results, started time.Time) Report {
 			add(withTarget(summarize(sec, "per session, at "+n, "KiB", v), "< 150 KiB", func(v float64) bool { return v < 150 }))
 		}
 	}
-	sec = "Flood to a client acking slowly (" + bridgeChild + ")"
+	// Between two levels: what one more session costs, whatever the
+	// baseline holds (free heap the first sessions reuse, runtime growth).
+	for i := 1; i < len(names); i++ {
+		lo, hi := names[i-1], names[i]
+		nlo, _ := strconv.Atoi(strings.TrimPrefix(lo, "BenchmarkSessions/idle="))
+		nhi, _ := strconv.Atoi(strings.TrimPrefix(hi, "BenchmarkSessions/idle="))
+		if nlo == 0 || nhi <= nlo {
+			continue
+		}
+		add(summarize(sec, fmt.Sprintf("per session, from %d to %d", nlo, nhi), "KiB",
+			r.pairwise(hi, "RSS-KiB", lo, "RSS-KiB", func(a, b float64) float64 { return (a - b) / float64(nhi-nlo) })))
+	}
+	for _, name := range names {
+		n := strings.TrimPrefix(name, "BenchmarkSessions/idle=")
+		if v := r.get(name, "live-MB"); v != nil {
+			add(summarize(sec, "Go heap live after GC, at "+n+" (gctrace)", "MB", v))
+		}
+	}
+	sec = "Flood to a client acking slowly (VmRSS of the shellgate process)"
 	add(summarize(sec, "RSS before", "KiB", r.get("BenchmarkFlood", "RSS-before-KiB")))
 	add(withTarget(summarize(sec, "RSS growth, peak", "KiB", r.get("BenchmarkFlood", "growth-KiB")),
 		"< 2048 KiB", func(v float64) bool { return v < 2048 }))
@@ -442,14 +469,23 @@ func buildReport(cfg config, r *results, started time.Time) Report {
 	add(summarize(sec, "output delivered", "KiB/s", r.get("BenchmarkFlood", "delivered-KiB/s")))
 	add(withTarget(summarize(sec, "Ctrl+C until the remote process is gone", "ms", r.get("BenchmarkFlood", "ctrlc-ms")),
 		"< 1000 ms", func(v float64) bool { return v < 1000 }))
+	for _, u := range []struct{ unit, label string }{
+		{"live-before-MB", "Go heap live before (gctrace)"},
+		{"live-peak-MB", "Go heap live after GC, peak"},
+		{"heap-peak-MB", "Go heap at GC start, peak"},
+		{"goal-peak-MB", "GC goal, peak"},
+	} {
+		add(summarize(sec, u.label, "MB", r.get("BenchmarkFlood", u.unit)))
+	}
+	add(summarize(sec, "GC cycles during the flood", "", r.get("BenchmarkFlood", "gc-cycles")))
 
 	// Concurrency.
 	sec = "Concurrency: sessions typing at once, echo latency"
 	for _, name := range sortedNames(r, "BenchmarkSessions/typing=") {
 		n := strings.TrimPrefix(name, "BenchmarkSessions/typing=")
 		direct := "BenchmarkSessions/typing-direct=" + n
-		add(summarize(sec, n+" sessions, "+bridgeChild+", p50", "µs", r.get(name, "p50-us")))
-		add(summarize(sec, n+" sessions, "+bridgeChild+", p99", "µs", r.get(name, "p99-us")))
+		add(summarize(sec, n+" sessions, "+sg+", p50", "µs", r.get(name, "p50-us")))
+		add(summarize(sec, n+" sessions, "+sg+", p99", "µs", r.get(name, "p99-us")))
 		add(summarize(sec, n+" sessions, direct x/crypto/ssh, p50", "µs", r.get(direct, "p50-us")))
 		add(summarize(sec, n+" sessions, direct x/crypto/ssh, p99", "µs", r.get(direct, "p99-us")))
 	}
@@ -473,7 +509,7 @@ func sortedNames(r *results, prefix string) []string {
 
 func printTable(w io.Writer, rep Report) {
 	fmt.Fprintf(w, "shellgate-bench, %s, took %s\n", rep.Started.Format(time.RFC3339), rep.Duration)
-	for _, k := range []string{"cpu", "nproc", "memory", "kernel", "go", "openssh"} {
+	for _, k := range []string{"cpu", "nproc", "memory", "kernel", "go", "openssh", "load"} {
 		fmt.Fprintf(w, "  %-8s %s\n", k, rep.Machine[k])
 	}
 	section := ""
@@ -496,7 +532,7 @@ func printTable(w io.Writer, rep Report) {
 			fmt.Fprintf(t, "  %s\t—\t—\t—\t%s\t%s\t%s\n", f.Name, f.Unit, verdict, f.Note)
 			continue
 		}
-		fmt.Fprintf(t, "  %s\t%s\t%s\t%s\t%s\t%s\t\n", f.Name, num(*f.Median), num(*f.Min), num(*f.Max), f.Unit, verdict)
+		fmt.Fprintf(t, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n", f.Name, num(*f.Median), num(*f.Min), num(*f.Max), f.Unit, verdict, f.Note)
 	}
 	t.Flush()
 }
@@ -539,4 +575,17 @@ func machine(ctx context.Context) map[string]string {
 		m["openssh"] = strings.TrimSpace(string(out))
 	}
 	return m
+}
+
+// loadAvg is the 1, 5 and 15 minute load averages from /proc/loadavg.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
