@@ -1,5 +1,6 @@
 import { test, expect, signIn, startShellgate, stopShellgate, type Shellgate } from "../fixtures";
 import { startSSHD, stopSSHD, requireThrowaway } from "../sshd";
+import { createStackWithServer, uploadAndAttachKey } from "../steps";
 import { appendFileSync } from "node:fs";
 import type { Page } from "@playwright/test";
 
@@ -32,18 +33,7 @@ test("a session is audited, recorded, played back, seen in the server's SSH log,
   page.on("dialog", (d) => d.accept());
 
   // A stack with the test sshd, its host key confirmed.
-  await page.goto(sg.url + "/stacks");
-  await page.getByLabel("Name").fill("audited");
-  await page.getByRole("button", { name: "Create stack" }).click();
-  await page.getByLabel("Name", { exact: true }).fill("web-1");
-  await page.getByLabel("Host or IP").fill(sshd.host);
-  await page.getByLabel("Port").fill(String(sshd.port));
-  await page.getByLabel("Login user", { exact: true }).fill(sshd.user);
-  await page.getByRole("button", { name: "Add and read host key" }).click();
-  await expect(page.getByTestId("presented-fingerprint")).toHaveText(sshd.hostKeyFingerprint);
-  await page.getByLabel("I compared the fingerprint on the server and it matches").check();
-  await page.getByRole("button", { name: "Trust and pin this key" }).click();
-  const stackURL = page.url().replace(/\?.*$/, "");
+  const stackURL = await createStackWithServer(page, sg.url, sshd, "audited");
 
   // shellgate reads the server's log as its gateway key: authorize it, as the
   // install command on the page would.
@@ -53,16 +43,7 @@ test("a session is audited, recorded, played back, seen in the server's SSH log,
   appendFileSync(sshd.authorizedKeysPath, gatewayLine + "\n");
 
   // The admin's private key (the one sshd authorizes), uploaded and attached.
-  await page.goto(sg.url + "/keys?add=upload");
-  const upload = page.getByTestId("form-upload");
-  await upload.getByLabel("Key name").fill("e2e_audit");
-  await upload.locator('input[name="private_key_file"]').setInputFiles(sshd.clientKeyPath);
-  await upload.getByRole("button", { name: /Upload/ }).click();
-  await expect(page.getByText("Private key e2e_audit uploaded")).toBeVisible();
-  await page.goto(stackURL + "?tab=keys");
-  const option = page.locator("#attach-key option", { hasText: "e2e_audit" });
-  await page.locator("#attach-key").selectOption((await option.getAttribute("value"))!);
-  await page.getByRole("button", { name: "Attach" }).click();
+  await uploadAndAttachKey(page, sg.url, stackURL, sshd.clientKeyPath, "e2e_audit");
 
   // The test sshd logs with -E to a file: set it as the server's SSH log file.
   await page.goto(stackURL + "?tab=log&log=ssh");

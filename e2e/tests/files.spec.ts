@@ -1,5 +1,6 @@
 import { test, expect, signIn, startShellgate, stopShellgate, type Shellgate } from "../fixtures";
 import { startSSHD, stopSSHD, requireThrowaway } from "../sshd";
+import { createStackWithServer, uploadAndAttachKey } from "../steps";
 import { mkdtempSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -22,28 +23,8 @@ test("file panel: drop files, upload a folder, download, rename, delete", async 
   await signIn(page, sg);
 
   // A stack with the test sshd (host key confirmed) and the admin's key attached.
-  await page.goto(sg.url + "/stacks");
-  await page.getByLabel("Name").fill("files");
-  await page.getByRole("button", { name: "Create stack" }).click();
-  await page.getByLabel("Name", { exact: true }).fill("web-1");
-  await page.getByLabel("Host or IP").fill(sshd.host);
-  await page.getByLabel("Port").fill(String(sshd.port));
-  await page.getByLabel("Login user", { exact: true }).fill(sshd.user);
-  await page.getByRole("button", { name: "Add and read host key" }).click();
-  await expect(page.getByTestId("presented-fingerprint")).toHaveText(sshd.hostKeyFingerprint);
-  await page.getByLabel("I compared the fingerprint on the server and it matches").check();
-  await page.getByRole("button", { name: "Trust and pin this key" }).click();
-  const stackURL = page.url().replace(/\?.*$/, "");
-  await page.goto(sg.url + "/keys?add=upload");
-  const upload = page.getByTestId("form-upload");
-  await upload.getByLabel("Key name").fill("e2e_files");
-  await upload.locator('input[name="private_key_file"]').setInputFiles(sshd.clientKeyPath);
-  await upload.getByRole("button", { name: /Upload/ }).click();
-  await expect(page.getByText("Private key e2e_files uploaded")).toBeVisible();
-  await page.goto(stackURL + "?tab=keys");
-  const option = page.locator("#attach-key option", { hasText: "e2e_files" });
-  await page.locator("#attach-key").selectOption((await option.getAttribute("value"))!);
-  await page.getByRole("button", { name: "Attach" }).click();
+  const stackURL = await createStackWithServer(page, sg.url, sshd, "files");
+  await uploadAndAttachKey(page, sg.url, stackURL, sshd.clientKeyPath, "e2e_files");
 
   await page.goto(stackURL);
   await page.locator('tr[data-server="web-1"]').getByRole("link", { name: "Open terminal" }).click();

@@ -1,5 +1,6 @@
 import { test, expect, signIn, startShellgate, stopShellgate } from "../fixtures";
 import { startSSHD, stopSSHD, requireThrowaway, type SSHD } from "../sshd";
+import { createStackWithServer } from "../steps";
 import type { Page } from "@playwright/test";
 
 test.afterAll(stopSSHD);
@@ -23,18 +24,7 @@ async function passwordServer(page: Page, url: string): Promise<string> {
   if (stackURL) return stackURL;
   sshd = await startSSHD({ password: true });
   requireThrowaway(sshd);
-  await page.goto(url + "/stacks");
-  await page.getByLabel("Name").fill("pw-stack");
-  await page.getByRole("button", { name: "Create stack" }).click();
-  await page.getByLabel("Name", { exact: true }).fill("pw-1");
-  await page.getByLabel("Host or IP").fill(sshd.host);
-  await page.getByLabel("Port").fill(String(sshd.port));
-  await page.getByLabel("Login user", { exact: true }).fill(sshd.user);
-  await page.getByRole("button", { name: "Add and read host key" }).click();
-  await expect(page.getByTestId("presented-fingerprint")).toHaveText(sshd.hostKeyFingerprint);
-  await page.getByLabel("I compared the fingerprint on the server and it matches").check();
-  await page.getByRole("button", { name: "Trust and pin this key" }).click();
-  stackURL = page.url().replace(/\?.*$/, "");
+  stackURL = await createStackWithServer(page, url, sshd, "pw-stack", "pw-1");
   return stackURL;
 }
 

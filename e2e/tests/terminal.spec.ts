@@ -1,5 +1,6 @@
 import { test, expect, signIn } from "../fixtures";
 import { startSSHD, stopSSHD, requireThrowaway } from "../sshd";
+import { createStackWithServer, uploadAndAttachKey } from "../steps";
 import type { Page } from "@playwright/test";
 
 test.afterAll(stopSSHD);
@@ -28,31 +29,11 @@ test("open a terminal from the stack page, run a command, resize, and exit", asy
   await signIn(page, sg);
 
   // A stack with the test sshd, its host key confirmed.
-  await page.goto(sg.url + "/stacks");
-  await page.getByLabel("Name").fill("staging");
-  await page.getByRole("button", { name: "Create stack" }).click();
-  await page.getByLabel("Name", { exact: true }).fill("web-1");
-  await page.getByLabel("Host or IP").fill(sshd.host);
-  await page.getByLabel("Port").fill(String(sshd.port));
-  await page.getByLabel("Login user", { exact: true }).fill(sshd.user);
-  await page.getByRole("button", { name: "Add and read host key" }).click();
-  await expect(page.getByTestId("presented-fingerprint")).toHaveText(sshd.hostKeyFingerprint);
-  await page.getByLabel("I compared the fingerprint on the server and it matches").check();
-  await page.getByRole("button", { name: "Trust and pin this key" }).click();
-  const stackURL = page.url().replace(/\?.*$/, "");
+  const stackURL = await createStackWithServer(page, sg.url, sshd, "staging");
 
   // The admin's private key (the one sshd authorizes) uploaded on the keys page,
   // then attached to the stack.
-  await page.goto(sg.url + "/keys?add=upload");
-  const upload = page.getByTestId("form-upload");
-  await upload.getByLabel("Key name").fill("e2e_term");
-  await upload.locator('input[name="private_key_file"]').setInputFiles(sshd.clientKeyPath);
-  await upload.getByRole("button", { name: /Upload/ }).click();
-  await expect(page.getByText("Private key e2e_term uploaded")).toBeVisible();
-  await page.goto(stackURL + "?tab=keys");
-  const option = page.locator("#attach-key option", { hasText: "e2e_term" });
-  await page.locator("#attach-key").selectOption((await option.getAttribute("value"))!);
-  await page.getByRole("button", { name: "Attach" }).click();
+  await uploadAndAttachKey(page, sg.url, stackURL, sshd.clientKeyPath, "e2e_term");
 
   // Open terminal: the status line says connected, the shell answers.
   await page.goto(stackURL);
