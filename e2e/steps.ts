@@ -34,3 +34,14 @@ export async function uploadAndAttachKey(page: Page, baseURL: string, stackURL: 
   await page.locator("#attach-key").selectOption((await option.getAttribute("value"))!);
   await page.getByRole("button", { name: "Attach" }).click();
 }
+
+// screenText reads what the terminal shows (its buffer: the screen may be a WebGL canvas).
+export async function screenText(page: Page): Promise<string> {
+  return page.evaluate(() => {
+    const term = (window as any).shellgateTerminal;
+    const buf = term.buffer.active;
+    const lines: string[] = [];
+    for (let i = 0; i < buf.length; i++) lines.push(buf.getLine(i)?.translateToString(true) ?? "");
+    return lines.join("\n");
+  });
+}

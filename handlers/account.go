@@ -41,9 +41,6 @@ func (s *Server) changePassword(c echo.Context) error {
 	if err := s.store.SetPassword(ctx, u.ID, hash); err != nil {
 		return err
 	}
-	if err := s.store.DeleteUserWebSessions(ctx, u.ID); err != nil {
-		return err
-	}
 	u.PasswordHash = hash
 	if err := s.startSession(c, u); err != nil {
 		return err

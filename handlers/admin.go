@@ -113,9 +113,6 @@ func (s *Server) setUserDisabled(disabled bool) echo.HandlerFunc {
 		}
 		kind, msg := "user.enable", u.Username+" can sign in again."
 		if disabled {
-			if err := s.store.DeleteUserWebSessions(ctx, u.ID); err != nil {
-				return err
-			}
 			kind, msg = "user.disable", u.Username+" is disabled and signed out everywhere."
 		}
 		s.audit(c, currentUser(c), kind, u.Username, true, nil)
@@ -137,9 +134,6 @@ func (s *Server) resetPassword(c echo.Context) error {
 	}
 	ctx := c.Request().Context()
 	if err := s.store.SetPassword(ctx, u.ID, hash); err != nil {
-		return err
-	}
-	if err := s.store.DeleteUserWebSessions(ctx, u.ID); err != nil {
 		return err
 	}
 	s.audit(c, currentUser(c), "user.password_reset", u.Username, true, nil)

@@ -126,18 +126,7 @@ func (s *SQLite) KeyByFingerprint(ctx context.Context, userID int64, fingerprint
 }
 
 func (s *SQLite) DeleteKey(ctx context.Context, userID, id int64) error {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM ssh_keys WHERE id = ? AND user_id = ?`, id, userID)
-	if err != nil {
-		return normalize(err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return err
-	}
-	if n == 0 {
-		return ErrNotFound
-	}
-	return nil
+	return s.updateOne(ctx, `DELETE FROM ssh_keys WHERE id = ? AND user_id = ?`, id, userID)
 }
 
 func (s *SQLite) ClaimKeyDownload(ctx context.Context, userID, id int64, now time.Time) (*Key, error) {

@@ -152,9 +152,16 @@ func (s *SQLite) CountUsers(ctx context.Context) (int, error) {
 	return n, normalize(err)
 }
 
-// updateOne runs an UPDATE that must touch exactly one row.
+// updateOne runs an UPDATE or DELETE that must touch exactly one row; ErrNotFound
+// when it touches none.
 func (s *SQLite) updateOne(ctx context.Context, query string, args ...any) error {
-	res, err := s.db.ExecContext(ctx, query, args...)
+	return execOne(ctx, s.db, query, args...)
+}
+
+func execOne(ctx context.Context, db interface {
+	ExecContext(context.Context, string, ...any) (sql.Result, error)
+}, query string, args ...any) error {
+	res, err := db.ExecContext(ctx, query, args...)
 	if err != nil {
 		return normalize(err)
 	}
@@ -169,11 +176,26 @@ func (s *SQLite) updateOne(ctx context.Context, query string, args ...any) error
 }
 
 func (s *SQLite) SetPassword(ctx context.Context, id int64, hash string) error {
-	return s.updateOne(ctx, `UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?`, hash, ms(time.Now()), id)
+	return s.updateUserEndingSessions(ctx, true, `UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?`, hash, ms(time.Now()), id)
 }
 
 func (s *SQLite) SetDisabled(ctx context.Context, id int64, disabled bool) error {
-	return s.updateOne(ctx, `UPDATE users SET disabled = ?, updated_at = ? WHERE id = ?`, disabled, ms(time.Now()), id)
+	return s.updateUserEndingSessions(ctx, disabled, `UPDATE users SET disabled = ?, updated_at = ? WHERE id = ?`, disabled, ms(time.Now()), id)
+}
+
+// updateUserEndingSessions updates one user row (its id is the last argument) and,
+// when endSessions is set, deletes the user's web sessions in the same transaction.
+func (s *SQLite) updateUserEndingSessions(ctx context.Context, endSessions bool, query string, args ...any) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := execOne(ctx, tx, query, args...); err != nil {
+			return err
+		}
+		if !endSessions {
+			return nil
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM web_sessions WHERE user_id = ?`, args[len(args)-1])
+		return normalize(err)
+	})
 }
 
 func (s *SQLite) SetRole(ctx context.Context, id int64, role Role) error {
@@ -215,11 +237,6 @@ func (s *SQLite) TouchWebSession(ctx context.Context, id string, now time.Time) 
 
 func (s *SQLite) DeleteWebSession(ctx context.Context, id string) error {
 	_, err := s.db.ExecContext(ctx, `DELETE FROM web_sessions WHERE id = ?`, id)
-	return normalize(err)
-}
-
-func (s *SQLite) DeleteUserWebSessions(ctx context.Context, userID int64) error {
-	_, err := s.db.ExecContext(ctx, `DELETE FROM web_sessions WHERE user_id = ?`, userID)
 	return normalize(err)
 }
 

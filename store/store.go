@@ -91,7 +91,11 @@ type Store interface {
 	UserByName(ctx context.Context, username string) (*User, error)
 	ListUsers(ctx context.Context) ([]User, error)
 	CountUsers(ctx context.Context) (int, error)
+	// SetPassword sets a new password hash and, in the same transaction, ends every
+	// web session of the user: a cookie copied before the change is worthless after it.
 	SetPassword(ctx context.Context, id int64, hash string) error
+	// SetDisabled disables or enables an account; disabling ends every web session of
+	// the user in the same transaction.
 	SetDisabled(ctx context.Context, id int64, disabled bool) error
 	SetRole(ctx context.Context, id int64, role Role) error
 
@@ -101,7 +105,6 @@ type Store interface {
 	WebSessionByID(ctx context.Context, id string, now time.Time) (*WebSession, *User, error)
 	TouchWebSession(ctx context.Context, id string, now time.Time) error
 	DeleteWebSession(ctx context.Context, id string) error
-	DeleteUserWebSessions(ctx context.Context, userID int64) error
 
 	RecordLoginFailure(ctx context.Context, username, clientIP string, at time.Time) error
 	// LoginFailures counts failures since a time, for one username and for one address.

@@ -146,3 +146,37 @@ func TestTicketBindings(t *testing.T) {
 		t.Fatalf("the rightful claim failed after refused ones: %+v %v", got, err)
 	}
 }
+
+// TestPasswordAndDisableEndSessions: whichever path changes a password or disables an
+// account (dashboard, admin reset, `shellgate user`), a session cookie issued before it
+// stops working; enabling an account or a failed update ends nothing.
+func TestPasswordAndDisableEndSessions(t *testing.T) {
+	ctx := context.Background()
+	st := openTest(t)
+	u := &store.User{Username: "a", PasswordHash: "h", Role: store.RoleMember}
+	st.CreateUser(ctx, u)
+	now := time.Now()
+	live := func(id string) bool {
+		_, _, err := st.WebSessionByID(ctx, id, now)
+		return err == nil
+	}
+	newSession := func(id string) {
+		if err := st.CreateWebSession(ctx, &store.WebSession{ID: id, UserID: u.ID, CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	newSession("s1")
+	if err := st.SetDisabled(ctx, u.ID, false); err != nil || !live("s1") {
+		t.Fatalf("enabling ended the session: %v", err)
+	}
+	if err := st.SetPassword(ctx, u.ID+99, "x"); !errors.Is(err, store.ErrNotFound) || !live("s1") {
+		t.Fatalf("a password change of nobody: %v, session live %v", err, live("s1"))
+	}
+	if err := st.SetPassword(ctx, u.ID, "h2"); err != nil || live("s1") {
+		t.Fatalf("password change: %v, old session still live: %v", err, live("s1"))
+	}
+	newSession("s2")
+	if err := st.SetDisabled(ctx, u.ID, true); err != nil || live("s2") {
+		t.Fatalf("disable: %v, session still live: %v", err, live("s2"))
+	}
+}

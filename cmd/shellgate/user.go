@@ -147,7 +147,7 @@ func userCommand(ctx context.Context, args []string, getenv func(string) string,
 			audit("user.enable")
 			return nil
 		}
-		return st.DeleteUserWebSessions(ctx, u.ID)
+		return nil
 	default:
 		return fmt.Errorf("user: unknown sub-command %q\n\n%s", sub, usage)
 	}

@@ -1,8 +1,7 @@
 import { test, expect, signIn, startShellgate, stopShellgate, type Shellgate } from "../fixtures";
 import { startSSHD, stopSSHD, requireThrowaway } from "../sshd";
-import { createStackWithServer, uploadAndAttachKey } from "../steps";
+import { createStackWithServer, uploadAndAttachKey, screenText } from "../steps";
 import { appendFileSync } from "node:fs";
-import type { Page } from "@playwright/test";
 
 // This file runs its own shellgate: its sessions, keys and audit events must not show
 // up in the other files' pages, which share the worker's instance.
@@ -14,17 +13,6 @@ test.afterAll(async () => {
   await stopSSHD();
   await stopShellgate(sg);
 });
-
-// screenText reads what the terminal shows (its buffer: the screen may be a WebGL canvas).
-async function screenText(page: Page): Promise<string> {
-  return page.evaluate(() => {
-    const term = (window as any).shellgateTerminal;
-    const buf = term.buffer.active;
-    const lines: string[] = [];
-    for (let i = 0; i < buf.length; i++) lines.push(buf.getLine(i)?.translateToString(true) ?? "");
-    return lines.join("\n");
-  });
-}
 
 test("a session is audited, recorded, played back, seen in the server's SSH log, and terminated live", async ({ page, context }) => {
   const sshd = await startSSHD();

@@ -1,20 +1,9 @@
 import { test, expect, signIn } from "../fixtures";
 import { startSSHD, stopSSHD, requireThrowaway } from "../sshd";
-import { createStackWithServer, uploadAndAttachKey } from "../steps";
+import { createStackWithServer, uploadAndAttachKey, screenText } from "../steps";
 import type { Page } from "@playwright/test";
 
 test.afterAll(stopSSHD);
-
-// screenText reads what the terminal shows (its buffer: the screen may be a WebGL canvas).
-async function screenText(page: Page): Promise<string> {
-  return page.evaluate(() => {
-    const term = (window as any).shellgateTerminal;
-    const buf = term.buffer.active;
-    const lines: string[] = [];
-    for (let i = 0; i < buf.length; i++) lines.push(buf.getLine(i)?.translateToString(true) ?? "");
-    return lines.join("\n");
-  });
-}
 
 async function termSize(page: Page): Promise<string> {
   return page.evaluate(() => {
