@@ -8,7 +8,7 @@ export GOTOOLCHAIN := go1.27.3
 
 test: deps check-generated vet gotest e2e
 
-# Debian packages (sshd, chromium) when root, and the npm tree when it is missing or stale.
+# Debian packages (sshd, chromium, postgresql) when root, and the npm tree when it is missing or stale.
 deps:
 	@scripts/deps.sh
 

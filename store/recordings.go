@@ -116,7 +116,8 @@ func (s *SQLite) SetServerSSHLogFile(ctx context.Context, serverID int64, path s
 
 func (s *SQLite) AppendStackLogOnce(ctx context.Context, l *StackLogLine, dedup string) (bool, error) {
 	res, err := s.db.ExecContext(ctx,
-		`INSERT OR IGNORE INTO stack_log (stack_id, server_id, at, tab, line, dedup) VALUES (?, ?, ?, ?, ?, ?)`,
+		`INSERT INTO stack_log (stack_id, server_id, at, tab, line, dedup) VALUES (?, ?, ?, ?, ?, ?)
+		 ON CONFLICT DO NOTHING`,
 		l.StackID, nullID(l.ServerID), ms(l.At), l.Tab, l.Line, dedup)
 	if err != nil {
 		return false, normalize(err)

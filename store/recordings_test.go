@@ -2,18 +2,13 @@ package store
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 )
 
 func TestRecordingsAndSSHLog(t *testing.T) {
 	ctx := context.Background()
-	db, err := OpenSQLite(ctx, filepath.Join(t.TempDir(), "t.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := OpenTest(t)
 	st := &Stack{Name: "prod", CreatedAt: time.Now()}
 	if err := db.CreateStack(ctx, st); err != nil {
 		t.Fatal(err)

@@ -15,14 +15,8 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
-// SQLite is the default Store: one file in the data dir, through a pure-Go driver.
-type SQLite struct {
-	db *sql.DB
-}
-
-var _ Store = (*SQLite)(nil)
-
-// OpenSQLite opens (creating if needed) the database file at path with WAL, a busy
+// OpenSQLite opens the default store: one file in the data dir, through a pure-Go
+// driver. It opens (creating if needed) the database file at path with WAL, a busy
 // timeout and foreign keys on, and applies pending migrations.
 func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
@@ -44,11 +38,12 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 			return nil, fmt.Errorf("protect %s: %w", p, err)
 		}
 	}
-	if err := migrate(ctx, db, "sqlite"); err != nil {
+	applied, err := migrate(ctx, db, "sqlite")
+	if err != nil {
 		db.Close()
 		return nil, err
 	}
-	return &SQLite{db: db}, nil
+	return &DB{db: db, engine: EngineSQLite, migrated: applied}, nil
 }
 
 // Close closes the database.
@@ -71,6 +66,9 @@ func normalize(err error) error {
 		case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
 			return fmt.Errorf("%w: %v", ErrConflict, err)
 		}
+	}
+	if pgCode(err) == pgUniqueViolation {
+		return fmt.Errorf("%w: %v", ErrConflict, err)
 	}
 	return err
 }

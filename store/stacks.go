@@ -243,6 +243,9 @@ func normalizeFK(err error) error {
 	if errors.As(err, &se) && (se.Code() == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY || se.Code() == sqlite3.SQLITE_CONSTRAINT_TRIGGER) {
 		return fmt.Errorf("%w: %v", ErrConflict, err)
 	}
+	if c := pgCode(err); c == pgForeignKeyViolation || c == pgRestrictViolation {
+		return fmt.Errorf("%w: %v", ErrConflict, err)
+	}
 	return normalize(err)
 }
 
@@ -283,13 +286,13 @@ func scanStack(r scanner) (*Stack, error) {
 func (s *SQLite) StackForUser(ctx context.Context, stackID, userID int64, admin bool) (*Stack, error) {
 	return scanStack(s.db.QueryRowContext(ctx,
 		`SELECT `+stackColumns+` FROM stacks s
-		 WHERE s.id = ? AND (? OR EXISTS (SELECT 1 FROM stack_members m WHERE m.stack_id = s.id AND m.user_id = ?))`,
+		 WHERE s.id = ? AND (? <> 0 OR EXISTS (SELECT 1 FROM stack_members m WHERE m.stack_id = s.id AND m.user_id = ?))`,
 		stackID, admin, userID))
 }
 
 func (s *SQLite) ListStacksForUser(ctx context.Context, userID int64, admin bool) ([]Stack, error) {
 	return queryAll(ctx, s.db, scanStack, `SELECT `+stackColumns+` FROM stacks s
-		 WHERE ? OR EXISTS (SELECT 1 FROM stack_members m WHERE m.stack_id = s.id AND m.user_id = ?)
+		 WHERE ? <> 0 OR EXISTS (SELECT 1 FROM stack_members m WHERE m.stack_id = s.id AND m.user_id = ?)
 		 ORDER BY s.name`, admin, userID)
 }
 

@@ -3,7 +3,6 @@ package store_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,22 +11,21 @@ import (
 	"github.com/shellgate/shellgate/store"
 )
 
+// openTest opens a fresh store on the engine of the current pass (see TestMain).
 func openTest(t *testing.T) *store.SQLite {
 	t.Helper()
-	st, err := store.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "t.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st
+	return store.OpenTest(t)
 }
 
 func TestMigrationsAreIdempotent(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "t.db")
-	for range 2 {
-		st, err := store.OpenSQLite(context.Background(), path)
+	url := store.FreshURL(t)
+	for i := range 2 {
+		st, err := store.Open(context.Background(), url)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if n := store.MigrationsApplied(st); (i == 0) != (n > 0) {
+			t.Errorf("open %d applied %d migrations", i+1, n)
 		}
 		st.Close()
 	}

@@ -44,7 +44,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	}
 	listen := fs.String("listen", env("LISTEN", "127.0.0.1:8080"), "address to listen on (SHELLGATE_LISTEN)")
 	dataDir := fs.String("data-dir", env("DATA_DIR", "shellgate-data"), "directory for the database, master key and recordings (SHELLGATE_DATA_DIR)")
-	dbURL := fs.String("database-url", env("DATABASE_URL", ""), "database: empty for SQLite in the data dir, or sqlite:PATH (SHELLGATE_DATABASE_URL)")
+	dbURL := fs.String("database-url", env("DATABASE_URL", ""), "database: empty for SQLite in the data dir, sqlite:PATH, or postgres://user@host/db for several replicas; password and TLS from the URL or PG* variables (SHELLGATE_DATABASE_URL)")
 	publicURL := fs.String("public-url", env("PUBLIC_URL", ""), "URL people use to reach shellgate, e.g. https://shell.example.com; sets the accepted Host and Origin (SHELLGATE_PUBLIC_URL)")
 	tlsCert := fs.String("tls-cert", env("TLS_CERT", ""), "TLS certificate file (SHELLGATE_TLS_CERT)")
 	tlsKey := fs.String("tls-key", env("TLS_KEY", ""), "TLS private key file (SHELLGATE_TLS_KEY)")
@@ -99,17 +99,17 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	return cfg, nil
 }
 
-// databasePath resolves where the SQLite file lives.
-func (c *config) databasePath() (string, error) {
+// databaseURL resolves which database to open: SQLite in the data dir by default,
+// sqlite:PATH, or postgres://… for several replicas sharing one database.
+func (c *config) databaseURL() (string, error) {
 	switch {
 	case c.DatabaseURL == "":
-		return filepath.Join(c.DataDir, "shellgate.db"), nil
-	case strings.HasPrefix(c.DatabaseURL, "sqlite:"):
-		return strings.TrimPrefix(strings.TrimPrefix(c.DatabaseURL, "sqlite:"), "//"), nil
-	case strings.HasPrefix(c.DatabaseURL, "postgres://"), strings.HasPrefix(c.DatabaseURL, "postgresql://"):
-		return "", errors.New("PostgreSQL is not supported yet: leave --database-url empty to use SQLite")
+		return "sqlite:" + filepath.Join(c.DataDir, "shellgate.db"), nil
+	case strings.HasPrefix(c.DatabaseURL, "sqlite:"),
+		strings.HasPrefix(c.DatabaseURL, "postgres://"), strings.HasPrefix(c.DatabaseURL, "postgresql://"):
+		return c.DatabaseURL, nil
 	default:
-		return "", fmt.Errorf("database URL %q: want sqlite:PATH", c.DatabaseURL)
+		return "", errors.New("database URL: want sqlite:PATH or postgres://user@host/db (the value is not repeated here: it may hold a password)")
 	}
 }
 

@@ -64,3 +64,38 @@ func TestMaxTerminalsPerUserReachesTheManager(t *testing.T) {
 		t.Fatalf("third terminal: close %d, want %d", code, terminal.CloseTooManySessions)
 	}
 }
+
+// TestDatabaseURLConfig: the flag and SHELLGATE_DATABASE_URL choose the engine, and a
+// URL that is refused is not echoed back (it may carry a password).
+func TestDatabaseURLConfig(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  string
+		want string // "": an error
+	}{
+		{nil, "", "sqlite:data/shellgate.db"},
+		{[]string{"--database-url", "sqlite:/var/lib/sg.db"}, "", "sqlite:/var/lib/sg.db"},
+		{nil, "postgres://sg@db.internal/shellgate?sslmode=verify-full", "postgres://sg@db.internal/shellgate?sslmode=verify-full"},
+		{[]string{"--database-url=postgresql://sg@db/sg"}, "sqlite:x.db", "postgresql://sg@db/sg"}, // the flag wins
+		{nil, "mysql://root:hunter2@db/sg", ""},
+	} {
+		cfg, err := parseConfig("serve", append([]string{"--data-dir", "data"}, tc.args...), func(k string) string {
+			if k == "SHELLGATE_DATABASE_URL" {
+				return tc.env
+			}
+			return ""
+		}, io.Discard)
+		if err != nil {
+			t.Fatalf("%v %q: %v", tc.args, tc.env, err)
+		}
+		got, err := cfg.databaseURL()
+		switch {
+		case tc.want == "" && err == nil:
+			t.Errorf("%v %q: accepted as %q", tc.args, tc.env, got)
+		case tc.want == "" && regexp.MustCompile(`hunter2`).MatchString(err.Error()):
+			t.Errorf("the error repeats the password: %v", err)
+		case tc.want != "" && (err != nil || got != tc.want):
+			t.Errorf("%v %q: %q %v, want %q", tc.args, tc.env, got, err, tc.want)
+		}
+	}
+}

@@ -32,11 +32,11 @@ func openState(ctx context.Context, cfg *config) (*secrets.Keyring, *store.SQLit
 	if err != nil {
 		return nil, nil, err
 	}
-	path, err := cfg.databasePath()
+	url, err := cfg.databaseURL()
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err := store.OpenSQLite(ctx, path)
+	st, err := store.Open(ctx, url)
 	if err != nil {
 		return nil, nil, err
 	}
