@@ -6,7 +6,7 @@ import (
 )
 
 // rebind turns the ? placeholders that every query in this package is written with into
-// PostgreSQL's $1, $2, … in order. A ? inside a string literal ('it”s?'), a quoted
+// PostgreSQL's $1, $2, … in order. A ? inside a string literal ('why?'), a quoted
 // identifier ("a?"), a dollar-quoted body ($$…?…$$) or a comment (-- ?, /* ? */) is left
 // alone, so one query text serves both engines. A query is written with ? or with $n,
 // never both. Operators made of ? (PostgreSQL's jsonb
