@@ -44,6 +44,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return serve(ctx, cfg, stdout, stderr)
 	case "user":
 		return userCommand(ctx, args, getenv, stdin, stdout, stderr)
+	case "migrate-db":
+		return migrateDBCommand(ctx, args, getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil
@@ -58,4 +60,6 @@ const usage = `usage:
   shellgate user passwd NAME          set a new password (generated, or --password-stdin)
   shellgate user disable NAME         disable an account and end its sessions
   shellgate user enable NAME          enable a disabled account
-  shellgate user list                 list accounts`
+  shellgate user list                 list accounts
+  shellgate migrate-db --from sqlite:PATH --to postgres://…
+                                      copy every row into a new PostgreSQL database`

@@ -2,7 +2,8 @@
 // temporary directory, a server on a free loopback port with its unix socket in that
 // directory, password authentication, and everything stopped and removed at the end.
 // One cluster serves a whole test binary: TestMain calls Run, tests call Need and
-// create a database each, so a package pays for initdb once.
+// create a database each, so a package pays for initdb once, and only when one of its
+// tests needs PostgreSQL.
 //
 // The binaries are Debian's (package postgresql, /usr/lib/postgresql/N/bin), or
 // initdb and postgres in PATH. initdb refuses to run as root, so as root the cluster
@@ -46,17 +47,17 @@ type Cluster struct {
 }
 
 var (
+	running   bool // inside Run
+	once      sync.Once
 	shared    *Cluster
 	sharedErr error
-	started   bool
 )
 
-// Run starts the shared cluster, calls run and stops the cluster; call it from
-// TestMain: os.Exit(testpg.Run(m.Run)). A cluster that cannot start is not an error
-// here: Need reports it in each test that wants PostgreSQL.
+// Run calls run (the tests) and then stops the shared cluster if a test started it;
+// call it from TestMain: os.Exit(testpg.Run(m.Run)). The cluster starts at the first
+// Need, so a run of tests that need no PostgreSQL pays nothing.
 func Run(run func() int) int {
-	started = true
-	shared, sharedErr = Start()
+	running = true
 	code := run()
 	if shared != nil {
 		shared.Stop()
@@ -64,13 +65,15 @@ func Run(run func() int) int {
 	return code
 }
 
-// Need returns the shared cluster. Without PostgreSQL installed the test is skipped,
-// or fails when CI=true.
+// Need returns the shared cluster, starting it on first use. Without PostgreSQL
+// installed the test is skipped, or fails when CI=true; a cluster that fails to start
+// fails the test.
 func Need(t testing.TB) *Cluster {
 	t.Helper()
-	if !started {
-		t.Fatal("testpg: call testpg.Run(m) from the package's TestMain")
+	if !running {
+		t.Fatal("testpg: call testpg.Run(m.Run) from the package's TestMain, which stops the cluster")
 	}
+	once.Do(func() { shared, sharedErr = Start() })
 	if sharedErr != nil {
 		if errors.Is(sharedErr, ErrNotInstalled) && os.Getenv("CI") != "true" {
 			t.Skipf("PostgreSQL: %v", sharedErr)
