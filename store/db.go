@@ -80,3 +80,21 @@ func redactURL(u string) string {
 	}
 	return scheme + "://" + userinfo + rest[at:]
 }
+
+// PostgresConfig returns a copy of the parsed PostgreSQL configuration, for a
+// connection that cannot come from the pool (the hint bus's LISTEN); nil on SQLite.
+func (s *DB) PostgresConfig() *pgx.ConnConfig {
+	if s.pg == nil {
+		return nil
+	}
+	return s.pg.Copy()
+}
+
+// Notify sends a PostgreSQL notification (pg_notify) through the pool.
+func (s *DB) Notify(ctx context.Context, channel, payload string) error {
+	if s.engine != EnginePostgres {
+		return fmt.Errorf("notify: %s has no notifications", s.engine)
+	}
+	_, err := s.db.ExecContext(ctx, `SELECT pg_notify(?, ?)`, channel, payload)
+	return err
+}
