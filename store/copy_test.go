@@ -68,6 +68,10 @@ func TestCopySQLiteToPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	if err := src.RegisterReplica(ctx, &store.Replica{ID: "r1", Hostname: "h", StartedAt: now, HeartbeatAt: now}); err != nil {
+		t.Fatal(err)
+	}
+
 	url := testpg.Need(t).NewDatabase(t)
 	dst, err := store.Open(ctx, url)
 	if err != nil {

@@ -10,11 +10,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/shellgate/shellgate/cluster"
 	"github.com/shellgate/shellgate/handlers"
+	"github.com/shellgate/shellgate/hints"
 	"github.com/shellgate/shellgate/internal/password"
 	"github.com/shellgate/shellgate/internal/secrets"
 	"github.com/shellgate/shellgate/jobs"
@@ -43,6 +46,24 @@ func openState(ctx context.Context, cfg *config) (*secrets.Keyring, *store.SQLit
 	return keys, st, nil
 }
 
+// newHintBus returns the bus control hints travel on: LISTEN/NOTIFY when replicas share
+// a PostgreSQL database, in process on SQLite.
+func newHintBus(st *store.DB, logger *slog.Logger) hints.Bus {
+	if st.Engine() == store.EnginePostgres {
+		return hints.NewPostgres(st.PostgresConfig(), st.Notify, logger)
+	}
+	return hints.NewLocal()
+}
+
+// buildVersion is the module version the binary was built from, for the replica
+// registry ("(devel)" from a work tree).
+func buildVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		return bi.Main.Version
+	}
+	return ""
+}
+
 func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	var logger *slog.Logger
 	if cfg.LogFormat == "json" {
@@ -56,6 +77,16 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer st.Close()
+	logger.Info("database", "engine", st.Engine())
+
+	// Control hints between replicas (revocations, terminations, settings changed).
+	bus := newHintBus(st, logger)
+	defer bus.Close()
+	// This replica's row in the registry the replicas share.
+	member := cluster.New(st, "", buildVersion(), logger)
+	if err := member.Register(ctx); err != nil {
+		return fmt.Errorf("register replica: %w", err)
+	}
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -153,6 +184,15 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	defer func() {
 		stopWorker()
 		<-workerDone
+	}()
+	memberDone := make(chan struct{})
+	go func() {
+		defer close(memberDone)
+		member.Run(workerCtx) // removes this replica's row when it ends
+	}()
+	defer func() {
+		stopWorker()
+		<-memberDone
 	}()
 	// Recordings past their retention are deleted hourly, files and rows.
 	retentionDone := make(chan struct{})
