@@ -2,10 +2,16 @@ package main
 
 import (
 	"context"
+	"net"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,61 +20,166 @@ import (
 	"github.com/shellgate/shellgate/store"
 )
 
-// TestReplicasShareOnePostgres: two shellgate processes on one PostgreSQL database with
-// the same master key serve the same people: a browser signed in on one is signed in on
-// the other, a stack made on one is listed by the other, a sign-out on one is honoured
-// by the other, and each replica is in the registry until it stops.
-func TestReplicasShareOnePostgres(t *testing.T) {
-	url := testpg.Need(t).NewDatabase(t)
-	dirA, dirB := t.TempDir(), t.TempDir()
-	if _, err := secrets.LoadOrCreateMaster(dirA); err != nil {
-		t.Fatal(err)
-	}
-	key, err := os.ReadFile(filepath.Join(dirA, secrets.FileName))
+// roundRobin is a reverse proxy written for the test: each request goes to the next
+// replica in turn, with no stickiness, and it counts what each one served.
+type roundRobin struct {
+	mu       sync.Mutex
+	backends []*url.URL
+	hits     []int
+	next     atomic.Int64
+}
+
+func (rr *roundRobin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	i := int(rr.next.Add(1)) % len(rr.backends)
+	rr.mu.Lock()
+	rr.hits[i]++
+	rr.mu.Unlock()
+	// The Host stays the proxy's, as a load balancer passes it: the replicas know it
+	// as their public URL.
+	httputil.NewSingleHostReverseProxy(rr.backends[i]).ServeHTTP(w, r)
+}
+
+// TestReplicasBehindRoundRobin: three shellgate processes on one PostgreSQL database,
+// sharing one master key, behind a proxy that sends each request to the next one. A
+// person's whole journey works whichever replica answers: signing in, making a stack,
+// generating a key and downloading it (the key was sealed by one replica and opened
+// by another), reading the audit log. Fifty concurrent downloads of the one-time key,
+// spread over the replicas, hand it out exactly once. Signing out through one replica
+// signs the browser out of all. Each replica is in the registry until it stops.
+func TestReplicasBehindRoundRobin(t *testing.T) {
+	dbURL := testpg.Need(t).NewDatabase(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dirB, secrets.FileName), key, 0o600); err != nil {
-		t.Fatal(err)
+	public := "http://" + ln.Addr().String()
+	rr := &roundRobin{}
+	var key []byte
+	env := map[string]string{"SHELLGATE_ADMIN_PASSWORD": "correct horse battery staple 42", "SHELLGATE_DATABASE_URL": dbURL}
+	var stops []func()
+	for i := range 3 {
+		dir := t.TempDir()
+		if i == 0 {
+			if _, err := secrets.LoadOrCreateMaster(dir); err != nil {
+				t.Fatal(err)
+			}
+			if key, err = os.ReadFile(filepath.Join(dir, secrets.FileName)); err != nil {
+				t.Fatal(err)
+			}
+		} else if err := os.WriteFile(filepath.Join(dir, secrets.FileName), key, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		// The listening line names the public URL, so the replica's own address is
+		// chosen here.
+		probe, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := probe.Addr().String()
+		probe.Close()
+		_, _, stop := startServe(t, []string{"--listen", addr, "--data-dir", dir, "--public-url", public}, env)
+		rr.backends = append(rr.backends, &url.URL{Scheme: "http", Host: addr})
+		stops = append(stops, stop)
 	}
-	env := map[string]string{"SHELLGATE_ADMIN_PASSWORD": "correct horse battery staple 42", "SHELLGATE_DATABASE_URL": url}
-	baseA, _, _ := startServe(t, []string{"--listen", "127.0.0.1:0", "--data-dir", dirA}, env)
-	baseB, _, stopB := startServe(t, []string{"--listen", "127.0.0.1:0", "--data-dir", dirB}, env)
+	rr.hits = make([]int, len(rr.backends))
+	srv := &http.Server{Handler: rr}
+	go srv.Serve(ln)
+	defer srv.Close()
 
-	st, err := store.Open(context.Background(), url)
+	st, err := store.Open(context.Background(), dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	if rs, err := st.ListReplicas(context.Background(), time.Time{}); err != nil || len(rs) != 2 {
-		t.Fatalf("registry: %+v %v, want two replicas", rs, err)
+	if rs, err := st.ListReplicas(context.Background(), time.Time{}); err != nil || len(rs) != 3 {
+		t.Fatalf("registry: %+v %v, want three replicas", rs, err)
 	}
 
-	w := signIn(t, baseA, "admin", env["SHELLGATE_ADMIN_PASSWORD"])
-	resp := w.post("/stacks", "application/x-www-form-urlencoded", "name=made-on-a&_csrf="+w.csrf)
-	resp.Body.Close()
-	if resp.StatusCode >= 400 {
-		t.Fatalf("create stack on A: %d", resp.StatusCode)
+	w := signIn(t, public, "admin", env["SHELLGATE_ADMIN_PASSWORD"])
+	form := func(path string, v url.Values) *http.Response {
+		v.Set("_csrf", w.csrf)
+		resp := w.post(path, "application/x-www-form-urlencoded", v.Encode())
+		resp.Body.Close()
+		return resp
 	}
-	// The same browser (cookie jar) now asks B.
-	w.base = baseB
-	if page := w.get("/stacks"); !strings.Contains(page, "made-on-a") {
-		t.Fatalf("B does not list the stack created on A, or the session is unknown to B:\n%.600s", page)
+	if resp := form("/stacks", url.Values{"name": {"made-behind-proxy"}}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("create stack: %d", resp.StatusCode)
 	}
-	resp = w.post("/logout", "application/x-www-form-urlencoded", "_csrf="+w.csrf)
-	resp.Body.Close()
-	w.base = baseA
-	resp, err = w.c.Get(baseA + "/stacks")
-	if err != nil {
-		t.Fatal(err)
+	for range 3 { // each replica in turn lists it
+		if page := w.get("/stacks"); !strings.Contains(page, "made-behind-proxy") {
+			t.Fatalf("a replica does not list the stack, or does not know the session:\n%.600s", page)
+		}
 	}
-	resp.Body.Close()
-	if resp.StatusCode == http.StatusOK {
-		t.Fatal("signed out on B, still signed in on A")
+	resp := form("/keys/generate", url.Values{"name": {"laptop"}, "kind": {"ed25519"}})
+	m := regexp.MustCompile(`generated=(\d+)`).FindStringSubmatch(resp.Header.Get("Location"))
+	if resp.StatusCode != http.StatusSeeOther || m == nil {
+		t.Fatalf("generate key: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	w.get("/keys") // a fresh CSRF token, from yet another replica
+
+	var mu sync.Mutex
+	codes := map[int]int{}
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest(http.MethodPost, public+"/keys/"+m[1]+"/download",
+				strings.NewReader(url.Values{"_csrf": {w.csrf}}.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Header.Set("Origin", public)
+			req.Header.Set("X-CSRF-Token", w.csrf)
+			resp, err := w.c.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			body := make([]byte, 64)
+			n, _ := resp.Body.Read(body)
+			resp.Body.Close()
+			mu.Lock()
+			defer mu.Unlock()
+			codes[resp.StatusCode]++
+			if resp.StatusCode == http.StatusOK && !strings.Contains(string(body[:n]), "OPENSSH PRIVATE KEY") {
+				t.Errorf("the download is not a private key: %q", body[:n])
+			}
+		}()
+	}
+	wg.Wait()
+	if codes[http.StatusOK] != 1 || codes[http.StatusGone] != 49 {
+		t.Fatalf("50 concurrent downloads over 3 replicas: %v, want exactly one 200 and 49 × 410", codes)
+	}
+	// The audit log, read through yet other replicas, has what every replica wrote.
+	if page := w.get("/audit?kind=key."); strings.Count(page, `data-event="key.download"`) != 50 ||
+		strings.Count(page, "badge-ok") != 1 {
+		t.Errorf("audit: %d key.download rows, %d ok, want 50 and 1",
+			strings.Count(page, `data-event="key.download"`), strings.Count(page, "badge-ok"))
+	}
+	if page := w.get("/audit?kind=stack."); !strings.Contains(page, "made-behind-proxy") {
+		t.Errorf("audit lacks the stack's creation")
+	}
+	rr.mu.Lock()
+	for i, n := range rr.hits {
+		if n < 10 {
+			t.Errorf("replica %d served %d requests: the journey did not spread", i, n)
+		}
+	}
+	rr.mu.Unlock()
+
+	form("/logout", url.Values{})
+	for range 3 {
+		resp, err := w.c.Get(public + "/stacks")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Fatal("signed out through one replica, still signed in on another")
+		}
 	}
 
-	stopB()
-	if rs, _ := st.ListReplicas(context.Background(), time.Time{}); len(rs) != 1 {
-		t.Fatalf("after B stopped the registry holds %d replicas, want 1", len(rs))
+	stops[2]()
+	if rs, _ := st.ListReplicas(context.Background(), time.Time{}); len(rs) != 2 {
+		t.Fatalf("after one replica stopped the registry holds %d, want 2", len(rs))
 	}
 }
