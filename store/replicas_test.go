@@ -2,14 +2,24 @@ package store_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/shellgate/shellgate/internal/testpg"
 	"github.com/shellgate/shellgate/store"
 )
 
@@ -225,4 +235,68 @@ func TestCheckReady(t *testing.T) {
 	if err := st.CheckReady(ctx); !errors.Is(err, store.ErrNotReady) {
 		t.Fatalf("closed database: %v, want ErrNotReady", err)
 	}
+}
+
+// TestPostgresTLSAndEnvironment: the password and TLS settings may come from the URL or
+// from the standard PG* variables; with sslmode=verify-full a server whose certificate
+// is not signed by the configured CA is refused before the password is sent.
+func TestPostgresTLSAndEnvironment(t *testing.T) {
+	if store.CurrentTestEngine() != store.EnginePostgres {
+		t.Skip("PostgreSQL connection settings: runs in the postgres pass")
+	}
+	c := testpg.Need(t)
+	ctx := context.Background()
+	name, err := c.CreateDatabase(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s", c.Port, name)
+
+	t.Setenv("PGPASSWORD", c.Password)
+	t.Setenv("PGSSLMODE", "verify-full")
+	t.Setenv("PGSSLROOTCERT", c.CAFile)
+	st, err := store.Open(ctx, base)
+	if err != nil {
+		t.Fatalf("password and TLS from PG* variables: %v", err)
+	}
+	var ssl bool
+	if err := st.DB().QueryRowContext(ctx, `SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()`).Scan(&ssl); err != nil || !ssl {
+		t.Fatalf("connection not encrypted: %v %v", ssl, err)
+	}
+	st.Close()
+
+	// A CA that did not sign the server's certificate: refused.
+	other := filepath.Join(t.TempDir(), "other-ca.crt")
+	if err := os.WriteFile(other, otherCA(t), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := store.Open(ctx, base+"?sslmode=verify-full&sslrootcert="+other); err == nil {
+		st.Close()
+		t.Fatal("verify-full accepted a server certificate from another CA")
+	} else if !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("refused, but not for the certificate: %v", err)
+	}
+	// The URL wins over the environment.
+	t.Setenv("PGPASSWORD", "wrong")
+	if st, err := store.Open(ctx, fmt.Sprintf("postgres://postgres:%s@127.0.0.1:%d/%s", c.Password, c.Port, name)); err != nil {
+		t.Fatalf("password in the URL: %v", err)
+	} else {
+		st.Close()
+	}
+}
+
+func otherCA(t *testing.T) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "other CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }

@@ -13,10 +13,16 @@ package testpg
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -38,6 +44,10 @@ type Cluster struct {
 	Dir      string // temporary directory: data/, the socket, the log
 	Port     int
 	Password string // of the superuser "postgres"
+	// CAFile is the PEM certificate of the throwaway CA that signed the server's TLS
+	// certificate (for 127.0.0.1 and localhost): connect with
+	// sslmode=verify-full&sslrootcert=CAFile. Plain connections are accepted too.
+	CAFile string
 
 	cmd  *exec.Cmd
 	done chan struct{} // closed when the server exits
@@ -162,6 +172,9 @@ func Start() (*Cluster, error) {
 		return nil, fmt.Errorf("initdb: %v\n%s", err, out)
 	}
 	os.Remove(pwfile)
+	if err := c.writeTLS(cred); err != nil {
+		return nil, err
+	}
 
 	// A free port can be taken between our probe and the server's bind; try a few.
 	for attempt := 0; ; attempt++ {
@@ -191,7 +204,8 @@ func (c *Cluster) startServer(bin string, cred *syscall.Credential) error {
 	cmd := exec.Command(filepath.Join(bin, "postgres"), "-D", filepath.Join(c.Dir, "data"),
 		"-p", strconv.Itoa(c.Port), "-k", c.Dir, "-c", "listen_addresses=127.0.0.1",
 		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-		"-c", "max_connections=300", "-c", "shared_buffers=32MB")
+		"-c", "max_connections=300", "-c", "shared_buffers=32MB",
+		"-c", "ssl=on", "-c", "ssl_cert_file=server.crt", "-c", "ssl_key_file=server.key")
 	cmd.Dir = c.Dir
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Pdeathsig: a test binary killed by its timeout takes the server with it.
@@ -301,4 +315,63 @@ func tail(s string, n int) string {
 		return "…" + s[len(s)-n:]
 	}
 	return s
+}
+
+// writeTLS makes a throwaway CA and a server certificate for 127.0.0.1 and localhost
+// signed by it, in the data directory (the key readable by the server's user only).
+func (c *Cluster) writeTLS(cred *syscall.Credential) error {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "testpg CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return err
+	}
+	data := filepath.Join(c.Dir, "data")
+	c.CAFile = filepath.Join(c.Dir, "ca.crt")
+	for _, f := range []struct {
+		path, typ string
+		der       []byte
+		mode      os.FileMode
+	}{
+		{c.CAFile, "CERTIFICATE", caDER, 0o644},
+		{filepath.Join(data, "server.crt"), "CERTIFICATE", der, 0o644},
+		{filepath.Join(data, "server.key"), "EC PRIVATE KEY", keyDER, 0o600},
+	} {
+		if err := os.WriteFile(f.path, pem.EncodeToMemory(&pem.Block{Type: f.typ, Bytes: f.der}), f.mode); err != nil {
+			return err
+		}
+		if cred != nil {
+			if err := os.Chown(f.path, int(cred.Uid), int(cred.Gid)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
