@@ -1,5 +1,5 @@
 # make test: everything CI runs, on a fresh machine. It installs what is missing first.
-.PHONY: test deps generate check-generated vet gotest e2e build bench
+.PHONY: test deps generate check-generated vet gotest e2e build bench bench-store
 
 GO ?= go
 # Go 1.27.3 carries the standard-library fixes govulncheck asks for; this machine's Go is
@@ -37,3 +37,9 @@ build:
 # in BENCHFLAGS, e.g. make bench BENCHFLAGS='-runs 5 -only throughput,echo'.
 bench:
 	$(GO) run ./cmd/shellgate-bench $(BENCHFLAGS)
+	$(GO) test -run '^$$' -bench . -benchtime 2000x ./store/
+
+# The store's hot queries (ticket issue + claim, session lookup) on SQLite, then on a
+# throwaway PostgreSQL (fsync off: its write figures are a best case).
+bench-store:
+	$(GO) test -run '^$$' -bench . -benchtime 2000x ./store/
