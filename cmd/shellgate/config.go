@@ -31,6 +31,8 @@ type config struct {
 	MaxTerminalsPerUser int
 	// RecordingRetention is how long terminal recordings are kept.
 	RecordingRetention time.Duration
+	// RecordingsDir holds the recordings; several replicas share one (a shared volume).
+	RecordingsDir string
 }
 
 func parseConfig(name string, args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
@@ -53,6 +55,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	demoMode := fs.Bool("demo", env("DEMO", "") == "true", "also run an in-process SSH server on loopback with a stack \"demo\": a shell as the current OS user for anyone who can open it (SHELLGATE_DEMO=true)")
 	maxTerms := fs.String("max-terminals-per-user", env("MAX_TERMINALS_PER_USER", "10"), "live terminal sessions per user, detached ones included (SHELLGATE_MAX_TERMINALS_PER_USER)")
 	retention := fs.String("recording-retention", env("RECORDING_RETENTION", "90d"), "how long terminal recordings are kept: days (90d) or a Go duration (SHELLGATE_RECORDING_RETENTION)")
+	recDir := fs.String("recordings-dir", env("RECORDINGS_DIR", ""), "directory for terminal recordings; default DATA_DIR/recordings; replicas share one volume (SHELLGATE_RECORDINGS_DIR)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -73,6 +76,10 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		return nil, err
 	}
 	cfg.RecordingRetention = r
+	cfg.RecordingsDir = *recDir
+	if cfg.RecordingsDir == "" {
+		cfg.RecordingsDir = filepath.Join(cfg.DataDir, "recordings")
+	}
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		return nil, errors.New("--tls-cert and --tls-key go together")
 	}

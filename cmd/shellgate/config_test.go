@@ -99,3 +99,25 @@ func TestDatabaseURLConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestRecordingsDirConfig(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  string
+		want string
+	}{
+		{nil, "", "data/recordings"},
+		{nil, "/mnt/shared/recordings", "/mnt/shared/recordings"},
+		{[]string{"--recordings-dir", "/srv/rec"}, "/mnt/shared/recordings", "/srv/rec"},
+	} {
+		cfg, err := parseConfig("serve", append([]string{"--data-dir", "data"}, tc.args...), func(k string) string {
+			if k == "SHELLGATE_RECORDINGS_DIR" {
+				return tc.env
+			}
+			return ""
+		}, io.Discard)
+		if err != nil || cfg.RecordingsDir != tc.want {
+			t.Errorf("%v %q: %q %v, want %q", tc.args, tc.env, cfg.RecordingsDir, err, tc.want)
+		}
+	}
+}

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"runtime/debug"
 	"time"
 
@@ -154,7 +153,7 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 			Wake: worker.Wake,
 		},
 		Terminals:          terms,
-		RecordingsDir:      filepath.Join(cfg.DataDir, "recordings"),
+		RecordingsDir:      cfg.RecordingsDir,
 		RecordingRetention: cfg.RecordingRetention,
 	}
 	if dm != nil {
