@@ -28,6 +28,8 @@ type Hint struct {
 	// Resync means hints may have been missed (the listening connection was lost and
 	// is back): re-read all the state this subscriber follows. Payload is empty.
 	Resync bool
+	// Remote: the hint came from another replica (false for one published here).
+	Remote bool
 }
 
 // Bus publishes hints to every replica, this one included, and hands them to

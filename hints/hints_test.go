@@ -149,3 +149,53 @@ func TestResyncAfterReconnect(t *testing.T) {
 		t.Fatalf("B got %+v", h)
 	}
 }
+
+// TestScopesCrossReplicas: a revocation committed on replica A wakes the sessions of
+// the revoked scopes on replica B (and not A's twice); an announcement too big for a
+// hint wakes everything; a reconnect of B's listener wakes everything on B.
+func TestScopesCrossReplicas(t *testing.T) {
+	url := testpg.Need(t).NewDatabase(t)
+	a, b := replica(t, url), replica(t, url)
+	onA, onB := make(chan []string, 10), make(chan []string, 10)
+	sa := BridgeScopes(a, "access", func(s []string) { onA <- s })
+	sb := BridgeScopes(b, "access", func(s []string) { onB <- s })
+	defer sa.Close()
+	defer sb.Close()
+	next := func(c chan []string, what string) []string {
+		t.Helper()
+		select {
+		case s := <-c:
+			return s
+		case <-time.After(10 * time.Second):
+			t.Fatalf("nothing woken: %s", what)
+			return nil
+		}
+	}
+
+	sa.Announce([]string{"user:7", "web:abc"})
+	if got := next(onB, "B after A's revocation"); strings.Join(got, ",") != "user:7,web:abc" {
+		t.Fatalf("B woke %v", got)
+	}
+	sa.Announce([]string{strings.Repeat("x", MaxPayload+1)})
+	if got := next(onB, "B after a big announcement"); len(got) != 1 || got[0] != AllScopes {
+		t.Fatalf("B woke %v, want everything", got)
+	}
+	// B's own announcement reaches A; A's own never came back to A (it would be first).
+	sb.Announce([]string{"server:3"})
+	if got := next(onA, "A after B's change"); strings.Join(got, ",") != "server:3" {
+		t.Fatalf("A woke %v: its own announcements came back to it?", got)
+	}
+
+	admin, err := store.Open(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if _, err := admin.DB().Exec(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = ?`,
+		"shellgate-hints-"+b.origin); err != nil {
+		t.Fatal(err)
+	}
+	if got := next(onB, "B after its listener reconnected"); len(got) != 1 || got[0] != AllScopes {
+		t.Fatalf("B woke %v after a reconnect, want everything", got)
+	}
+}

@@ -127,7 +127,7 @@ func (p *Postgres) listen() {
 			p.reconnected++
 			p.reconnectedMu.Unlock()
 			p.log.Info("hint bus: listening again; subscribers re-read their state")
-			p.deliver(Hint{Resync: true})
+			p.deliver(Hint{Resync: true, Remote: true})
 		}
 		first = false
 		p.receive(conn)
@@ -179,7 +179,7 @@ func (p *Postgres) receive(conn *pgx.Conn) {
 		if w.Origin == p.origin {
 			continue // delivered locally when published
 		}
-		p.deliver(Hint{Topic: w.Topic, Payload: w.Payload})
+		p.deliver(Hint{Topic: w.Topic, Payload: w.Payload, Remote: true})
 	}
 }
 
