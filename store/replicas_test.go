@@ -300,3 +300,51 @@ func otherCA(t *testing.T) []byte {
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
+
+// TestPostgresBehindPgBouncer: a transaction-pooling PgBouncer cannot keep prepared
+// statements, so such set-ups add default_query_exec_mode=exec or simple_protocol to
+// the URL; the store's queries (rebound placeholders, flags, bytea) work in both.
+func TestPostgresBehindPgBouncer(t *testing.T) {
+	if store.CurrentTestEngine() != store.EnginePostgres {
+		t.Skip("PostgreSQL query modes: runs in the postgres pass")
+	}
+	for _, mode := range []string{"exec", "simple_protocol"} {
+		t.Run(mode, func(t *testing.T) {
+			ctx := context.Background()
+			st, err := store.Open(ctx, store.FreshURL(t)+"&default_query_exec_mode="+mode)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			u := &store.User{Username: "a", PasswordHash: "h", Role: store.RoleMember, Disabled: true}
+			if err := st.CreateUser(ctx, u); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := st.UserByID(ctx, u.ID); err != nil || !got.Disabled {
+				t.Fatalf("user %+v %v", got, err)
+			}
+			sealed := []byte{0, 0xff, '\'', '\\', 'x'}
+			k := &store.Key{UserID: u.ID, Name: "k", PublicKey: "ssh-ed25519 AAAAk", Type: "ED25519", Bits: 256,
+				Fingerprint: "SHA256:k'; --", PrivateSealed: sealed, PrivateOrigin: store.PrivateGenerated, DownloadUntil: time.Now().Add(time.Hour)}
+			if err := st.CreateKey(ctx, k); err != nil {
+				t.Fatal(err)
+			}
+			got, err := st.ClaimKeyDownload(ctx, u.ID, k.ID, time.Now())
+			if err != nil || string(got.PrivateSealed) != string(sealed) || got.Fingerprint != k.Fingerprint {
+				t.Fatalf("key %+v %v", got, err)
+			}
+			if ok, err := st.AppendStackLogOnce(ctx, &store.StackLogLine{StackID: mustStack(t, st), Tab: "ssh", Line: "l"}, "d"); err != nil || !ok {
+				t.Fatalf("stack log: %v %v", ok, err)
+			}
+		})
+	}
+}
+
+func mustStack(t *testing.T, st *store.DB) int64 {
+	t.Helper()
+	s := &store.Stack{Name: "s"}
+	if err := st.CreateStack(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	return s.ID
+}
