@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -15,9 +16,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/shellgate/shellgate/internal/secrets"
 	"github.com/shellgate/shellgate/internal/testpg"
 	"github.com/shellgate/shellgate/store"
+	"github.com/shellgate/shellgate/terminal"
 )
 
 // roundRobin is a reverse proxy written for the test: each request goes to the next
@@ -39,25 +43,27 @@ func (rr *roundRobin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	httputil.NewSingleHostReverseProxy(rr.backends[i]).ServeHTTP(w, r)
 }
 
-// TestReplicasBehindRoundRobin: three shellgate processes on one PostgreSQL database,
-// sharing one master key, behind a proxy that sends each request to the next one. A
-// person's whole journey works whichever replica answers: signing in, making a stack,
-// generating a key and downloading it (the key was sealed by one replica and opened
-// by another), reading the audit log. Fifty concurrent downloads of the one-time key,
-// spread over the replicas, hand it out exactly once. Signing out through one replica
-// signs the browser out of all. Each replica is in the registry until it stops.
-func TestReplicasBehindRoundRobin(t *testing.T) {
+// replicaSet is shellgate replicas on one PostgreSQL behind a round-robin proxy.
+type replicaSet struct {
+	dbURL  string
+	public string // the proxy's URL, every replica's public URL
+	rr     *roundRobin
+	stops  []func()
+}
+
+// startReplicas starts n replicas sharing one database and one master key, behind a
+// round-robin proxy; extra[i] are more flags for replica i.
+func startReplicas(t *testing.T, n int, extra map[int][]string) *replicaSet {
+	t.Helper()
 	dbURL := testpg.Need(t).NewDatabase(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	public := "http://" + ln.Addr().String()
-	rr := &roundRobin{}
+	rs := &replicaSet{dbURL: dbURL, public: "http://" + ln.Addr().String(), rr: &roundRobin{}}
 	var key []byte
-	env := map[string]string{"SHELLGATE_ADMIN_PASSWORD": "correct horse battery staple 42", "SHELLGATE_DATABASE_URL": dbURL}
-	var stops []func()
-	for i := range 3 {
+	env := map[string]string{"SHELLGATE_ADMIN_PASSWORD": adminPassword, "SHELLGATE_DATABASE_URL": dbURL}
+	for i := range n {
 		dir := t.TempDir()
 		if i == 0 {
 			if _, err := secrets.LoadOrCreateMaster(dir); err != nil {
@@ -77,14 +83,31 @@ func TestReplicasBehindRoundRobin(t *testing.T) {
 		}
 		addr := probe.Addr().String()
 		probe.Close()
-		_, _, stop := startServe(t, []string{"--listen", addr, "--data-dir", dir, "--public-url", public}, env)
-		rr.backends = append(rr.backends, &url.URL{Scheme: "http", Host: addr})
-		stops = append(stops, stop)
+		args := append([]string{"--listen", addr, "--data-dir", dir, "--public-url", rs.public}, extra[i]...)
+		_, _, stop := startServe(t, args, env)
+		rs.rr.backends = append(rs.rr.backends, &url.URL{Scheme: "http", Host: addr})
+		rs.stops = append(rs.stops, stop)
 	}
-	rr.hits = make([]int, len(rr.backends))
-	srv := &http.Server{Handler: rr}
+	rs.rr.hits = make([]int, n)
+	srv := &http.Server{Handler: rs.rr}
 	go srv.Serve(ln)
-	defer srv.Close()
+	t.Cleanup(func() { srv.Close() })
+	return rs
+}
+
+const adminPassword = "correct horse battery staple 42"
+
+// TestReplicasBehindRoundRobin: three shellgate processes on one PostgreSQL database,
+// sharing one master key, behind a proxy that sends each request to the next one. A
+// person's whole journey works whichever replica answers: signing in, making a stack,
+// generating a key and downloading it (the key was sealed by one replica and opened
+// by another), reading the audit log. Fifty concurrent downloads of the one-time key,
+// spread over the replicas, hand it out exactly once. Signing out through one replica
+// signs the browser out of all. Each replica is in the registry until it stops.
+func TestReplicasBehindRoundRobin(t *testing.T) {
+	rs := startReplicas(t, 3, nil)
+	dbURL, public, rr, stops := rs.dbURL, rs.public, rs.rr, rs.stops
+	env := map[string]string{"SHELLGATE_ADMIN_PASSWORD": adminPassword}
 
 	st, err := store.Open(context.Background(), dbURL)
 	if err != nil {
@@ -181,5 +204,76 @@ func TestReplicasBehindRoundRobin(t *testing.T) {
 	stops[2]()
 	if rs, _ := st.ListReplicas(context.Background(), time.Time{}); len(rs) != 2 {
 		t.Fatalf("after one replica stopped the registry holds %d, want 2", len(rs))
+	}
+}
+
+// TestTicketRedeemedOnceAcrossReplicas: a terminal ticket replayed on fifty sockets at
+// once, which the proxy spreads over three replicas, opens at most one terminal: every
+// other socket is refused with 4004, whichever replica it reached. (An attacker who
+// copied a ticket gains nothing by racing the rightful page through other replicas.)
+func TestTicketRedeemedOnceAcrossReplicas(t *testing.T) {
+	rs := startReplicas(t, 3, map[int][]string{0: {"--demo"}})
+	w := signIn(t, rs.public, "admin", adminPassword)
+	list := w.get("/stacks")
+	ids := regexp.MustCompile(`href="/stacks/(\d+)"[^>]*>\s*demo\s*<`).FindStringSubmatch(list)
+	if ids == nil {
+		t.Fatalf("no demo stack:\n%.600s", list)
+	}
+	m := regexp.MustCompile(`/stacks/(\d+)/servers/(\d+)/terminal`).FindStringSubmatch(w.get("/stacks/" + ids[1]))
+	if m == nil {
+		t.Fatal("no terminal link on the demo stack page")
+	}
+	resp := w.post("/api/terminal/tickets", "application/json", `{"stack":"`+m[1]+`","server":"`+m[2]+`"}`)
+	var tk struct{ Ticket string }
+	json.NewDecoder(resp.Body).Decode(&tk)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || tk.Ticket == "" {
+		t.Fatalf("ticket: %d", resp.StatusCode)
+	}
+	u, _ := url.Parse(rs.public)
+	h := http.Header{"Origin": {rs.public}}
+	for _, c := range w.c.Jar.Cookies(u) {
+		h.Add("Cookie", c.Name+"="+c.Value)
+	}
+	open, _ := terminal.EncodeControl(terminal.OpenMessage{Server: m[2], Cols: 80, Rows: 24, Ticket: tk.Ticket})
+
+	var refused, admitted atomic.Int32
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ws, _, err := websocket.DefaultDialer.Dial("ws://"+u.Host+"/api/terminal/ws", h)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer ws.Close()
+			ws.WriteMessage(websocket.TextMessage, open)
+			ws.SetReadDeadline(time.Now().Add(30 * time.Second))
+			for {
+				typ, data, err := ws.ReadMessage()
+				if ce, ok := err.(*websocket.CloseError); ok && ce.Code == terminal.CloseTicketInvalid {
+					refused.Add(1)
+					return
+				} else if err != nil {
+					admitted.Add(1) // closed for another reason: the ticket was accepted
+					return
+				}
+				if typ == websocket.TextMessage {
+					if msg, _ := terminal.DecodeServerControl(data); msg != nil {
+						if st, ok := msg.(*terminal.StatusMessage); ok && st.State == terminal.StateConnected {
+							admitted.Add(1) // a shell: past the ticket
+							return
+						}
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if admitted.Load() != 1 || refused.Load() != 49 {
+		t.Fatalf("50 sockets with one ticket over 3 replicas: %d admitted, %d refused with 4004; want 1 and 49",
+			admitted.Load(), refused.Load())
 	}
 }
