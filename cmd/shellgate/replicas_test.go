@@ -31,10 +31,16 @@ type roundRobin struct {
 	backends []*url.URL
 	hits     []int
 	next     atomic.Int64
+	// pin, when not 0, sends every request to replica pin-1 instead: for tests that
+	// must act through one replica on purpose.
+	pin atomic.Int64
 }
 
 func (rr *roundRobin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	i := int(rr.next.Add(1)) % len(rr.backends)
+	if p := rr.pin.Load(); p != 0 {
+		i = int(p - 1)
+	}
 	rr.mu.Lock()
 	rr.hits[i]++
 	rr.mu.Unlock()
