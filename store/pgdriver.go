@@ -28,8 +28,13 @@ import (
 func OpenPostgres(ctx context.Context, url string) (*DB, error) {
 	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
-		// pgx's message may quote the URL, password included.
-		return nil, fmt.Errorf("database URL %s: invalid", redactURL(url))
+		// pgx's message quotes the URL, its password hidden only on a best-effort basis:
+		// say what was wrong without it.
+		reason := "invalid"
+		if inner := errors.Unwrap(err); inner != nil {
+			reason = inner.Error()
+		}
+		return nil, fmt.Errorf("database URL %s: %s", redactURL(url), reason)
 	}
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = 10 * time.Second

@@ -214,6 +214,7 @@ func TestOpenKeepsPasswordsOutOfErrors(t *testing.T) {
 		if strings.Contains(err.Error(), "hunter2") {
 			t.Errorf("the error repeats the password: %v", err)
 		}
+		t.Logf("%v", err)
 	}
 }
 
