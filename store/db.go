@@ -98,3 +98,13 @@ func (s *DB) Notify(ctx context.Context, channel, payload string) error {
 	_, err := s.db.ExecContext(ctx, `SELECT pg_notify(?, ?)`, channel, payload)
 	return err
 }
+
+// skipLocked ends a SELECT that picks a row to claim: on PostgreSQL it locks the row of
+// table (alias) and skips rows other transactions hold, so concurrent claimers pick
+// different rows; SQLite serialises writers and needs nothing.
+func (s *DB) skipLocked(table string) string {
+	if s.engine == EnginePostgres {
+		return " FOR UPDATE OF " + table + " SKIP LOCKED"
+	}
+	return ""
+}

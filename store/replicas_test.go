@@ -148,7 +148,8 @@ func TestSingleUseClaimsAcrossReplicas(t *testing.T) {
 }
 
 // TestDeployLeaseAcrossReplicas: deployment workers on several replicas poll the same
-// queue; each job runs on exactly one of them until its lease ends.
+// queue; each job runs on exactly one of them until its lease ends, and workers racing
+// at the same moment take different jobs rather than all but one coming back empty.
 func TestDeployLeaseAcrossReplicas(t *testing.T) {
 	ctx := context.Background()
 	replicas := openReplicas(t, 4)
@@ -173,19 +174,18 @@ func TestDeployLeaseAcrossReplicas(t *testing.T) {
 	var mu sync.Mutex
 	claimed := map[int64]int{}
 	var tok atomic.Int32
-	// Each replica's workers claim until the queue is empty: every job exactly once.
-	for round := 0; round < servers; round++ {
-		race(t, replicas, 3, func(db *store.DB) error {
-			d, err := db.ClaimDeployment(ctx, now, time.Minute, 5, fmt.Sprint("w", tok.Add(1)))
-			if err != nil {
-				return err
-			}
-			mu.Lock()
-			claimed[d.ID]++
-			mu.Unlock()
-			return nil
-		})
-	}
+	// As many workers as jobs, all at once: each job goes to exactly one of them, and
+	// none is left behind because two workers collided on the same row.
+	race(t, replicas, (servers+len(replicas)-1)/len(replicas), func(db *store.DB) error {
+		d, err := db.ClaimDeployment(ctx, now, time.Minute, 5, fmt.Sprint("w", tok.Add(1)))
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		claimed[d.ID]++
+		mu.Unlock()
+		return nil
+	})
 	if len(claimed) != servers {
 		t.Fatalf("%d distinct jobs claimed, want %d", len(claimed), servers)
 	}

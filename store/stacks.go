@@ -617,9 +617,10 @@ func (s *SQLite) ListDeployments(ctx context.Context, stackID int64) ([]Deployme
 
 // ClaimDeployment's UPDATE is the only way a job is taken: the subquery picks the
 // oldest due job on a server whose host key is pinned and not changed, and the outer
-// WHERE re-checks the lease, so of two workers racing for a row exactly one gets it
-// (SQLite serialises writers; on PostgreSQL the re-check runs after the row lock, and
-// the subquery would add FOR UPDATE SKIP LOCKED).
+// WHERE re-checks the lease, so of two workers racing for a row exactly one gets it.
+// SQLite serialises writers, so the second worker's subquery sees the first claim; on
+// PostgreSQL the subquery skips rows another worker has locked (FOR UPDATE SKIP
+// LOCKED), so concurrent workers take different jobs instead of colliding on one.
 func (s *SQLite) ClaimDeployment(ctx context.Context, now time.Time, lease time.Duration, maxAttempts int, token string) (*Deployment, error) {
 	n := ms(now)
 	d, err := scanDeployment(s.db.QueryRowContext(ctx,
@@ -628,7 +629,7 @@ func (s *SQLite) ClaimDeployment(ctx context.Context, now time.Time, lease time.
 		     SELECT d.id FROM deployments d JOIN servers sv ON sv.id = d.server_id
 		     WHERE d.state IN ('pending', 'failed', 'removing') AND d.next_attempt_at <= ? AND d.claimed_until <= ?
 		       AND d.attempts < ? AND sv.host_keys <> '' AND sv.presented_key = ''
-		     ORDER BY d.next_attempt_at, d.id LIMIT 1)
+		     ORDER BY d.next_attempt_at, d.id LIMIT 1`+s.skipLocked("d")+`)
 		   AND claimed_until <= ?
 		 RETURNING `+deploymentColumns,
 		n+lease.Milliseconds(), token, n, n, maxAttempts, n))
