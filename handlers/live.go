@@ -66,6 +66,22 @@ func (s *Server) livePage(c echo.Context) error {
 		}
 		m.Rows = append(m.Rows, row)
 	}
+	if cl := s.cfg.Cluster; cl != nil {
+		// The sessions other replicas hold, as they recorded them.
+		all, err := cl.Sessions.ListLiveSessions(c.Request().Context())
+		if err != nil {
+			return err
+		}
+		for _, l := range all {
+			if l.ReplicaID == cl.ReplicaID {
+				continue // listed above, with live figures
+			}
+			m.Rows = append(m.Rows, pages.LiveRow{
+				ID: l.ID, User: l.Username, Stack: l.StackName, StackID: l.StackID, Server: l.ServerName, Addr: l.Addr,
+				Login: l.Login, ClientIP: l.ClientIP, Since: l.StartedAt, Replica: l.ReplicaID,
+			})
+		}
+	}
 	return render(c, http.StatusOK, pages.Live(s.page(c, "Live sessions", "live"), m))
 }
 
@@ -74,7 +90,20 @@ func (s *Server) livePage(c echo.Context) error {
 func (s *Server) terminateSession(c echo.Context) error {
 	id := c.Param("session")
 	meta, _ := s.live.get(id)
-	err := s.terms.Terminate(id, "closed by an administrator")
+	err := s.terms.Terminate(id, reasonTerminated)
+	if errors.Is(err, terminal.ErrSessionNotFound) && s.cfg.Cluster != nil {
+		// Perhaps another replica holds it: ask that one.
+		if l, lerr := s.cfg.Cluster.Sessions.LiveSession(c.Request().Context(), id); lerr == nil && l.ReplicaID != s.cfg.Cluster.ReplicaID {
+			if err := s.cfg.Cluster.Hints.Publish(TopicTerminate, id); err != nil {
+				return err
+			}
+			target := l.ServerName
+			stack, server := &store.Stack{ID: l.StackID, Name: l.StackName}, &store.Server{ID: l.ServerID, Name: l.ServerName}
+			s.auditScoped(c, "terminal.terminate", target, stack, server, map[string]string{"session": id, "user": l.Username, "replica": l.ReplicaID})
+			s.setFlash(c, "ok", "Session terminated.")
+			return c.Redirect(http.StatusSeeOther, "/admin/live")
+		}
+	}
 	if errors.Is(err, terminal.ErrSessionNotFound) {
 		s.setFlash(c, "info", "That session had already ended.")
 		return c.Redirect(http.StatusSeeOther, "/admin/live")

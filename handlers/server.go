@@ -58,6 +58,9 @@ type Config struct {
 	RecordingsDir string
 	// RecordingRetention is how long recordings are kept (default 90 days).
 	RecordingRetention time.Duration
+	// Cluster, set when replicas share the database, shows and ends live sessions
+	// held by other replicas; nil: this process only.
+	Cluster *ClusterConfig
 }
 
 // Server holds the dependencies of every handler.
@@ -119,6 +122,7 @@ func New(cfg Config, st store.Store) (*echo.Echo, *Server, error) {
 		s.terms = terminal.NewManager(terminal.Config{Dialer: cfg.Stacks.Dialer, Logger: cfg.Logger})
 	}
 	s.files = terminal.NewPool(s.terms, terminal.PoolConfig{Dialer: cfg.Stacks.Dialer, Logger: cfg.Logger})
+	s.startCluster()
 	s.cookies = sessions.NewCookieStore(cfg.SessionHashKey, cfg.SessionBlockKey)
 	s.cookies.MaxAge(int(cfg.SessionTTL.Seconds()))
 	s.cookies.Options.HttpOnly = true

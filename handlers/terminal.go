@@ -137,13 +137,16 @@ func (s *Server) terminalSocket(c echo.Context) error {
 		Trace: func(line string) { s.traceTerminal(opened.stack, opened.server, line) },
 		OnStart: func(info terminal.SessionInfo) {
 			s.startRecording(rec, u, opened.stack, opened.server, info)
-			s.live.add(info.ID, liveMeta{User: u.Username, Stack: opened.stack, Server: opened.server, ClientIP: clientIP})
+			meta := liveMeta{User: u.Username, Stack: opened.stack, Server: opened.server, ClientIP: clientIP}
+			s.live.add(info.ID, meta)
+			s.recordLive(info.ID, meta, u.ID, info)
 			s.auditTerminal(u, clientIP, opened.stack, opened.server, "terminal.start", true, map[string]string{
 				"session": info.ID, "login": info.User, "keys": opened.keys, "local": info.Local,
 			})
 		},
 		OnEnd: func(info terminal.SessionInfo, exitStatus int, in, out int64, err error) {
 			s.live.remove(info.ID)
+			s.forgetLive(info.ID)
 			detail := map[string]string{
 				"session": info.ID, "login": info.User, "keys": opened.keys,
 				"bytes_in": strconv.FormatInt(in, 10), "bytes_out": strconv.FormatInt(out, 10),

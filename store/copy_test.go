@@ -71,6 +71,9 @@ func TestCopySQLiteToPostgres(t *testing.T) {
 	if err := src.RegisterReplica(ctx, &store.Replica{ID: "r1", Hostname: "h", StartedAt: now, HeartbeatAt: now}); err != nil {
 		t.Fatal(err)
 	}
+	if err := src.AddLiveSession(ctx, &store.LiveSession{ID: "ls", ReplicaID: "r1", StartedAt: now}); err != nil {
+		t.Fatal(err)
+	}
 
 	url := testpg.Need(t).NewDatabase(t)
 	dst, err := store.Open(ctx, url)

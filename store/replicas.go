@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -60,17 +61,33 @@ func (s *SQLite) ListReplicas(ctx context.Context, since time.Time) ([]Replica, 
 	    WHERE heartbeat_at >= ? ORDER BY id`, ms(since))
 }
 
+// RemoveReplica deletes the replica and the live sessions it held.
 func (s *SQLite) RemoveReplica(ctx context.Context, id string) error {
-	_, err := s.db.ExecContext(ctx, `DELETE FROM replicas WHERE id = ?`, id)
-	return normalize(err)
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM live_sessions WHERE replica_id = ?`, id); err != nil {
+			return normalize(err)
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM replicas WHERE id = ?`, id)
+		return normalize(err)
+	})
 }
 
+// RemoveStaleReplicas deletes replicas whose heartbeat stopped, and the live sessions
+// of replicas that are gone (their connections died with them).
 func (s *SQLite) RemoveStaleReplicas(ctx context.Context, before time.Time) (int64, error) {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM replicas WHERE heartbeat_at < ?`, ms(before))
-	if err != nil {
-		return 0, normalize(err)
-	}
-	return res.RowsAffected()
+	var n int64
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM replicas WHERE heartbeat_at < ?`, ms(before))
+		if err != nil {
+			return normalize(err)
+		}
+		if n, err = res.RowsAffected(); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM live_sessions WHERE replica_id NOT IN (SELECT id FROM replicas)`)
+		return normalize(err)
+	})
+	return n, err
 }
 
 // ErrNotReady explains why the database cannot serve yet.
@@ -94,4 +111,64 @@ func (s *DB) CheckReady(ctx context.Context) error {
 		return fmt.Errorf("%w: %d of %d migrations applied", ErrNotReady, len(have), len(entries))
 	}
 	return nil
+}
+
+// LiveSession is a terminal session running now on some replica.
+type LiveSession struct {
+	ID         string
+	ReplicaID  string // the replica holding its connection
+	UserID     int64
+	Username   string
+	StackID    int64
+	StackName  string
+	ServerID   int64
+	ServerName string
+	Addr       string
+	Login      string
+	ClientIP   string
+	StartedAt  time.Time
+}
+
+// LiveSessionStore records which replica holds which live terminal session.
+type LiveSessionStore interface {
+	AddLiveSession(ctx context.Context, l *LiveSession) error
+	RemoveLiveSession(ctx context.Context, id string) error
+	ListLiveSessions(ctx context.Context) ([]LiveSession, error)
+	LiveSession(ctx context.Context, id string) (*LiveSession, error)
+}
+
+var _ LiveSessionStore = (*DB)(nil)
+
+func (s *SQLite) AddLiveSession(ctx context.Context, l *LiveSession) error {
+	_, err := s.db.ExecContext(ctx,
+		`INSERT INTO live_sessions (id, replica_id, user_id, username, stack_id, stack_name, server_id, server_name, addr, login, client_ip, started_at)
+		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		l.ID, l.ReplicaID, l.UserID, l.Username, l.StackID, l.StackName, l.ServerID, l.ServerName, l.Addr, l.Login, l.ClientIP, ms(l.StartedAt))
+	return normalize(err)
+}
+
+func (s *SQLite) RemoveLiveSession(ctx context.Context, id string) error {
+	_, err := s.db.ExecContext(ctx, `DELETE FROM live_sessions WHERE id = ?`, id)
+	return normalize(err)
+}
+
+const liveSessionColumns = `id, replica_id, user_id, username, stack_id, stack_name, server_id, server_name, addr, login, client_ip, started_at`
+
+func scanLiveSession(r scanner) (*LiveSession, error) {
+	var l LiveSession
+	var started int64
+	if err := r.Scan(&l.ID, &l.ReplicaID, &l.UserID, &l.Username, &l.StackID, &l.StackName, &l.ServerID, &l.ServerName,
+		&l.Addr, &l.Login, &l.ClientIP, &started); err != nil {
+		return nil, normalize(err)
+	}
+	l.StartedAt = fromMS(started)
+	return &l, nil
+}
+
+func (s *SQLite) ListLiveSessions(ctx context.Context) ([]LiveSession, error) {
+	return queryAll(ctx, s.db, scanLiveSession, `SELECT `+liveSessionColumns+` FROM live_sessions ORDER BY started_at, id`)
+}
+
+func (s *SQLite) LiveSession(ctx context.Context, id string) (*LiveSession, error) {
+	return scanLiveSession(s.db.QueryRowContext(ctx, `SELECT `+liveSessionColumns+` FROM live_sessions WHERE id = ?`, id))
 }

@@ -349,3 +349,41 @@ func mustStack(t *testing.T, st *store.DB) int64 {
 	}
 	return s.ID
 }
+
+// TestLiveSessionsGoWithTheirReplica: the sessions a replica held are forgotten when it
+// stops cleanly or is presumed gone, so no list shows a terminal nobody holds.
+func TestLiveSessionsGoWithTheirReplica(t *testing.T) {
+	ctx := context.Background()
+	st := openTest(t)
+	now := time.Now()
+	for _, id := range []string{"a", "b", "c"} {
+		if err := st.RegisterReplica(ctx, &store.Replica{ID: id, Hostname: "h", StartedAt: now, HeartbeatAt: now}); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.AddLiveSession(ctx, &store.LiveSession{ID: "s-" + id, ReplicaID: id, Username: "u", StartedAt: now}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if l, err := st.LiveSession(ctx, "s-b"); err != nil || l.ReplicaID != "b" {
+		t.Fatalf("LiveSession: %+v %v", l, err)
+	}
+	if err := st.RemoveReplica(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.HeartbeatReplica(ctx, "c", now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := st.RemoveStaleReplicas(ctx, now.Add(time.Second)); err != nil || n != 1 { // b is stale
+		t.Fatalf("stale: %d %v", n, err)
+	}
+	all, err := st.ListLiveSessions(ctx)
+	if err != nil || len(all) != 1 || all[0].ID != "s-c" {
+		t.Fatalf("left: %+v %v, want only c's session", all, err)
+	}
+	if err := st.RemoveLiveSession(ctx, "s-c"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.LiveSession(ctx, "s-c"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("removed session: %v", err)
+	}
+}

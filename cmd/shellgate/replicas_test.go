@@ -283,3 +283,49 @@ func TestTicketRedeemedOnceAcrossReplicas(t *testing.T) {
 			admitted.Load(), refused.Load())
 	}
 }
+
+// TestTerminateSessionOnAnotherReplica: an administrator whose page is served by one
+// replica sees the terminal another replica holds, and ends it: the hint reaches the
+// owner, the person's terminal closes with 4007, and the session leaves every list.
+func TestTerminateSessionOnAnotherReplica(t *testing.T) {
+	rs := startReplicas(t, 2, map[int][]string{1: {"--demo"}})
+	rs.rr.pin.Store(2) // the terminal lives on replica 1
+	w := signIn(t, rs.public, "admin", adminPassword)
+	ids := regexp.MustCompile(`href="/stacks/(\d+)"[^>]*>\s*demo\s*<`).FindStringSubmatch(w.get("/stacks"))
+	if ids == nil {
+		t.Fatal("no demo stack")
+	}
+	m := regexp.MustCompile(`/stacks/(\d+)/servers/(\d+)/terminal`).FindStringSubmatch(w.get("/stacks/" + ids[1]))
+	if m == nil {
+		t.Fatal("no terminal link on the demo stack page")
+	}
+	ws := w.openTerminalSocket(m[1], m[2])
+	readSocket(t, ws, func(out string, st *terminal.StatusMessage) bool {
+		if st != nil && st.State == terminal.StateConnected {
+			ws.WriteMessage(websocket.BinaryMessage, []byte("echo $((6*7))\n"))
+		}
+		return strings.Contains(out, "42")
+	})
+
+	rs.rr.pin.Store(1) // the administrator's pages come from replica 0
+	page := w.get("/admin/live")
+	sid := regexp.MustCompile(`data-session="([^"]+)"`).FindStringSubmatch(page)
+	if sid == nil || !strings.Contains(page, "on another replica") {
+		t.Fatalf("replica 0 does not list the session replica 1 holds:\n%.1500s", page)
+	}
+	resp := w.post("/admin/live/"+sid[1]+"/terminate", "application/x-www-form-urlencoded", url.Values{"_csrf": {w.csrf}}.Encode())
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("terminate: %d", resp.StatusCode)
+	}
+	if _, code := readSocket(t, ws, func(string, *terminal.StatusMessage) bool { return false }); code != terminal.CloseTerminated {
+		t.Fatalf("terminal closed with %d, want %d", code, terminal.CloseTerminated)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for strings.Contains(w.get("/admin/live"), sid[1]) {
+		if time.Now().After(deadline) {
+			t.Fatal("the ended session is still listed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -159,6 +159,10 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	if dm != nil {
 		hcfg.DemoAuth = dm.auth
 	}
+	if st.Engine() == store.EnginePostgres {
+		// Replicas list each other's live sessions and end them through the owner.
+		hcfg.Cluster = &handlers.ClusterConfig{ReplicaID: member.Self.ID, Sessions: st, Hints: bus}
+	}
 	e, hs, err := handlers.New(hcfg, st)
 	if err != nil {
 		ln.Close()
