@@ -300,18 +300,20 @@ func TestTerminateSessionOnAnotherReplica(t *testing.T) {
 		t.Fatal("no terminal link on the demo stack page")
 	}
 	ws := w.openTerminalSocket(m[1], m[2])
-	readSocket(t, ws, func(out string, st *terminal.StatusMessage) bool {
-		if st != nil && st.State == terminal.StateConnected {
-			ws.WriteMessage(websocket.BinaryMessage, []byte("echo $((6*7))\n"))
-		}
-		return strings.Contains(out, "42")
-	})
+	shellConnected(t, ws)
 
 	rs.rr.pin.Store(1) // the administrator's pages come from replica 0
-	page := w.get("/admin/live")
-	sid := regexp.MustCompile(`data-session="([^"]+)"`).FindStringSubmatch(page)
-	if sid == nil || !strings.Contains(page, "on another replica") {
-		t.Fatalf("replica 0 does not list the session replica 1 holds:\n%.1500s", page)
+	var sid []string
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		page := w.get("/admin/live")
+		if sid = regexp.MustCompile(`data-session="([^"]+)"`).FindStringSubmatch(page); sid != nil && strings.Contains(page, "on another replica") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica 0 does not list the session replica 1 holds:\n%.1500s", page)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	resp := w.post("/admin/live/"+sid[1]+"/terminate", "application/x-www-form-urlencoded", url.Values{"_csrf": {w.csrf}}.Encode())
 	resp.Body.Close()
@@ -321,11 +323,19 @@ func TestTerminateSessionOnAnotherReplica(t *testing.T) {
 	if _, code := readSocket(t, ws, func(string, *terminal.StatusMessage) bool { return false }); code != terminal.CloseTerminated {
 		t.Fatalf("terminal closed with %d, want %d", code, terminal.CloseTerminated)
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline = time.Now().Add(10 * time.Second)
 	for strings.Contains(w.get("/admin/live"), sid[1]) {
 		if time.Now().After(deadline) {
 			t.Fatal("the ended session is still listed")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// shellConnected waits until the terminal reports its shell connected.
+func shellConnected(t *testing.T, ws *websocket.Conn) {
+	t.Helper()
+	readSocket(t, ws, func(_ string, st *terminal.StatusMessage) bool {
+		return st != nil && st.State == terminal.StateConnected
+	})
 }
