@@ -15,6 +15,11 @@ func (s *Server) routes(e *echo.Echo) {
 
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok") })
 	e.GET("/static/*", s.staticFiles(static.FS()))
+	// Agents of hosts behind NAT: not a browser endpoint (no session, no cookie
+	// counts; a request with an Origin is refused), authenticated by token or key.
+	if s.cfg.AgentEndpoint != nil {
+		e.GET(AgentPath, echo.WrapHandler(s.cfg.AgentEndpoint))
+	}
 
 	e.GET("/login", s.loginPage)
 	e.POST("/login", s.login)
@@ -34,6 +39,7 @@ func (s *Server) routes(e *echo.Echo) {
 	stackAdmin.POST("/servers/:sid/scan", s.scanServer)
 	stackAdmin.POST("/servers/:sid/pin", s.pinHostKey)
 	stackAdmin.POST("/servers/:sid/delete", s.deleteServer)
+	stackAdmin.POST("/servers/:sid/agent/token", s.newAgentToken)
 	stackAdmin.POST("/install", s.installGatewayKey)
 	stackAdmin.GET("/import", s.importPage)
 	stackAdmin.POST("/import", s.importSSHConfig)

@@ -36,6 +36,9 @@ type StacksConfig struct {
 	Wake func()
 	// ScanTimeout bounds one host-key read (default 10s).
 	ScanTimeout time.Duration
+	// Agents are the live links of agents (servers behind NAT); nil: no agent
+	// endpoint, servers reached through an agent show as disconnected.
+	Agents AgentLinks
 }
 
 // Authorization, everywhere below: a stack is fetched with StackForUser (admins: any;
@@ -225,6 +228,9 @@ func (s *Server) stackModel(c echo.Context, st *store.Stack, tab string) (pages.
 			}
 		}
 		row.DeployKind, row.DeployText, row.DeployDetail = serverState(&sv, byServer[sv.ID])
+		if sv.ViaAgent {
+			row.Agent, row.AgentTokenURL = s.agentState(c.Request().Context(), sv.ID), agentTokenURL(st.ID, sv.ID)
+		}
 		logins := []string{sv.LoginUser}
 		if st.UserPerKey {
 			logins = ownKeys
@@ -450,7 +456,7 @@ func (s *Server) addServer(c echo.Context) error {
 	f := pages.ServerForm{
 		Name: strings.TrimSpace(c.FormValue("name")), Host: strings.TrimSpace(c.FormValue("host")),
 		Port: strings.TrimSpace(c.FormValue("port")), User: strings.TrimSpace(c.FormValue("user")),
-		JumpID: c.FormValue("jump"),
+		JumpID: c.FormValue("jump"), ViaAgent: c.FormValue("via") == "agent",
 	}
 	again := func(msg string) error {
 		m, err := s.stackModel(c, st, "servers")
@@ -492,6 +498,10 @@ func (s *Server) addServer(c echo.Context) error {
 		return err
 	}
 	s.audit(c, currentUser(c), "server.add", st.Name+"/"+sv.Name, true, map[string]string{"address": address(sv), "user": sv.LoginUser})
+	if f.ViaAgent {
+		// Never dialed directly: its host key is read once its agent is connected.
+		return s.showAgentToken(c, st, sv)
+	}
 	s.scanAndRecord(c, st, sv)
 	return c.Redirect(http.StatusSeeOther, hostKeyURL(st.ID, sv.ID))
 }

@@ -409,3 +409,29 @@ func (h *Hub) Close() {
 	}
 	h.wg.Wait()
 }
+
+// Connected reports whether the agent of serverID holds a link to this Hub.
+func (h *Hub) Connected(serverID int64) bool {
+	_, ok := h.Link(serverID)
+	return ok
+}
+
+// Router is the Dialer shellgate's SSH code is given: direct TCP (or whatever
+// Direct is) for ordinary servers, the Hub for servers behind an agent. It
+// satisfies terminal.AgentDialer.
+type Router struct {
+	Direct interface {
+		DialContext(ctx context.Context, network, addr string) (net.Conn, error)
+	}
+	Hub *Hub
+}
+
+// DialContext dials directly.
+func (r *Router) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	return r.Direct.DialContext(ctx, network, addr)
+}
+
+// DialAgent opens a stream through the agent of serverID.
+func (r *Router) DialAgent(ctx context.Context, serverID int64, addr string) (net.Conn, error) {
+	return r.Hub.DialAgent(ctx, serverID, addr)
+}

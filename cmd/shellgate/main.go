@@ -7,6 +7,7 @@
 //	shellgate user disable NAME      disable an account and end its sessions
 //	shellgate user enable NAME
 //	shellgate user list
+//	shellgate agent --url URL ...    run on a host behind NAT; dials out to shellgate
 //
 // main.go is the composition root and nothing else: config → store → handlers → server.
 package main
@@ -44,6 +45,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return serve(ctx, cfg, stdout, stderr)
 	case "user":
 		return userCommand(ctx, args, getenv, stdin, stdout, stderr)
+	case "agent":
+		return agentCommand(ctx, args, getenv, stdin, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil
@@ -58,4 +61,5 @@ const usage = `usage:
   shellgate user passwd NAME          set a new password (generated, or --password-stdin)
   shellgate user disable NAME         disable an account and end its sessions
   shellgate user enable NAME          enable a disabled account
-  shellgate user list                 list accounts`
+  shellgate user list                 list accounts
+  shellgate agent --url URL [flags]   run on a host behind NAT (see: shellgate agent -h)`
