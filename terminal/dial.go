@@ -647,3 +647,21 @@ func keepalive(c *ssh.Client, o DialOptions) {
 		}
 	}
 }
+
+// agentLost names the agent in cause when the SSH connection through it died
+// because the agent's link dropped: the transport error then says so. A
+// connection that is still up is not waited for.
+func agentLost(c *ssh.Client, t *Target, cause error) error {
+	done := make(chan error, 1)
+	go func() { done <- c.Wait() }()
+	select {
+	case err := <-done:
+		if errors.Is(err, ErrAgentLinkLost) {
+			return &LostError{Target: t, Err: fmt.Errorf("%w: %w", ErrConnectionLost, err)}
+		}
+	case <-time.After(100 * time.Millisecond):
+		// Connection still up: the channel ended on its own. The goroutine
+		// returns when the caller closes the client.
+	}
+	return cause
+}

@@ -16,12 +16,16 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/hashicorp/yamux"
+
+	"github.com/shellgate/shellgate/terminal"
 )
 
 // Errors of DialAgent.
 var (
 	// ErrAgentOffline means the server's agent has no live link to this shellgate.
-	ErrAgentOffline = errors.New("the server's agent is not connected")
+	ErrAgentOffline = terminal.ErrAgentOffline
+	// ErrLinkLost is what a stream's Read returns when the link under it died.
+	ErrLinkLost = terminal.ErrAgentLinkLost
 	// ErrRefused means the agent refused the destination (not in its allow list)
 	// or could not reach it.
 	ErrRefused = errors.New("the agent refused the connection")
@@ -363,7 +367,22 @@ func (h *Hub) DialAgent(ctx context.Context, serverID int64, addr string) (net.C
 		return nil, fmt.Errorf("%w: %s", ErrRefused, rep.Error)
 	}
 	s.SetDeadline(time.Time{})
-	return s, nil
+	return &agentConn{Stream: s, sess: l.sess}, nil
+}
+
+// agentConn is a stream to a destination; its reads name a dead link as
+// ErrLinkLost, so the terminal can tell the person the agent went away.
+type agentConn struct {
+	*yamux.Stream
+	sess *yamux.Session
+}
+
+func (c *agentConn) Read(p []byte) (int, error) {
+	n, err := c.Stream.Read(p)
+	if err != nil && c.sess.IsClosed() {
+		err = fmt.Errorf("%w: %w", ErrLinkLost, err)
+	}
+	return n, err
 }
 
 // LinkInfo describes a live link.
