@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -90,7 +91,7 @@ func newAgentEnv(t *testing.T, heartbeat time.Duration) *agentEnv {
 	}
 	logs := &syncBuffer{}
 	logger := newTestLogger(logs)
-	hub := tunnel.NewHub(tunnel.HubConfig{Store: st, Logger: logger, Heartbeat: heartbeat})
+	hub := tunnel.NewHub(tunnel.HubConfig{Store: st, Logger: logger, Heartbeat: heartbeat, OnEvent: tunnel.Audit(st)})
 	t.Cleanup(hub.Close)
 	router := &tunnel.Router{Direct: &net.Dialer{}, Hub: hub}
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
@@ -357,6 +358,20 @@ func TestAgentNetnsEndToEnd(t *testing.T) {
 	if agent.exited() {
 		t.Fatalf("agent exited:\n%s", agent.stderr.String())
 	}
+	// An agent that stops answering heartbeats (frozen) is marked disconnected
+	// within three intervals (1 s here; 20 s by default, so within 60 s).
+	agent.cmd.Process.Signal(syscall.SIGSTOP)
+	frozeAt := time.Now()
+	waitFor(t, "frozen agent marked disconnected", func() bool {
+		ag, err := a.store.AgentOf(ctx, sv.ID)
+		return err == nil && !ag.Connected && !a.hub.Connected(sv.ID)
+	})
+	if d := time.Since(frozeAt); d > 60*time.Second {
+		t.Errorf("frozen agent marked disconnected after %v", d)
+	}
+	agent.cmd.Process.Signal(syscall.SIGCONT)
+	waitFor(t, "thawed agent reconnected", func() bool { return a.hub.Connected(sv.ID) })
+
 	ticket, _ = ab.ticket(stackID, sv.ID)
 	tc = ab.openTerminal(sv.ID, ticket)
 	if !tc.until(tc.connected) {
@@ -392,7 +407,7 @@ func TestAgentNetnsEndToEnd(t *testing.T) {
 			}
 		}
 	}
-	if !kinds["agent.token"] {
+	if !kinds["agent.token"] || !kinds["agent.enroll"] || !kinds["agent.connect"] || !kinds["agent.disconnect"] {
 		t.Errorf("audit kinds %v", kinds)
 	}
 }

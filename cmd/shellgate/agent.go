@@ -10,9 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"time"
 
-	"github.com/shellgate/shellgate/store"
 	"github.com/shellgate/shellgate/tunnel"
 )
 
@@ -108,26 +106,4 @@ func readToken(path string, stdin io.Reader) (string, error) {
 		return "", errors.New("read token: empty")
 	}
 	return t, nil
-}
-
-// agentAudit writes an agent lifecycle event to the audit log.
-func agentAudit(ctx context.Context, st store.Store, e tunnel.Event) {
-	d := map[string]string{"address": e.Addr}
-	if e.Reason != "" {
-		d["reason"] = e.Reason
-	}
-	ev := &store.Event{
-		At: time.Now(), Kind: e.Kind, ActorName: "agent", ClientIP: hostOnly(e.Addr), OK: e.Kind != "agent.refused",
-		Target: e.Server, Detail: d, ServerID: e.ServerID,
-	}
-	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	_ = st.AppendEvent(actx, ev)
-}
-
-func hostOnly(addr string) string {
-	if i := strings.LastIndex(addr, ":"); i > 0 {
-		return strings.Trim(addr[:i], "[]")
-	}
-	return addr
 }

@@ -91,7 +91,7 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	// else is dialed directly. The SSH code sees one dialer.
 	hub := tunnel.NewHub(tunnel.HubConfig{
 		Store: st, Logger: logger, Heartbeat: cfg.AgentHeartbeat,
-		OnEvent: func(e tunnel.Event) { agentAudit(ctx, st, e) },
+		OnEvent: tunnel.Audit(st),
 	})
 	defer hub.Close()
 	dialer := &tunnel.Router{Direct: &net.Dialer{}, Hub: hub}
