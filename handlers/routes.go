@@ -20,6 +20,9 @@ func (s *Server) routes(e *echo.Echo) {
 	if s.cfg.AgentEndpoint != nil {
 		e.GET(AgentPath, echo.WrapHandler(s.cfg.AgentEndpoint))
 	}
+	if s.cfg.TunnelEndpoint != nil {
+		e.GET(TunnelPath, echo.WrapHandler(s.cfg.TunnelEndpoint))
+	}
 
 	e.GET("/login", s.loginPage)
 	e.POST("/login", s.login)
@@ -51,6 +54,12 @@ func (s *Server) routes(e *echo.Echo) {
 	stackAdmin.POST("/recording", s.stackRecordingSettings)
 	stackAdmin.POST("/servers/:sid/sshlog", s.serverSSHLogFile)
 	app.GET("/stacks/:id/servers/:sid/terminal", s.terminalPage)
+	app.POST("/stacks/:id/servers/:sid/tunnels", s.openTunnel)
+	app.GET("/tunnels/:tid", s.tunnelPage)
+	app.POST("/tunnels/:tid/rotate", s.rotateTunnel)
+	app.POST("/tunnels/:tid/close", s.closeTunnel)
+	app.POST("/tunnels/:tid/duplicate", s.duplicateTunnel)
+	app.POST("/tunnels/:tid/delete", s.deleteTunnel)
 	app.POST("/api/terminal/tickets", s.issueTicket)
 	// The terminal socket stays out of any timeout or compression middleware.
 	app.GET("/api/terminal/ws", s.terminalSocket)

@@ -60,6 +60,8 @@ type Config struct {
 	RecordingRetention time.Duration
 	// AgentEndpoint serves agents' WebSocket upgrades at AgentPath; nil: none.
 	AgentEndpoint http.Handler
+	// TunnelEndpoint serves local proxies' upgrades at TunnelPath; nil: none.
+	TunnelEndpoint http.Handler
 }
 
 // Server holds the dependencies of every handler.

@@ -39,6 +39,11 @@ type StacksConfig struct {
 	// Agents are the live links of agents (servers behind NAT); nil: no agent
 	// endpoint, servers reached through an agent show as disconnected.
 	Agents AgentLinks
+	// Tunnels are the local proxies' links; nil: no tunnels for native clients.
+	Tunnels TunnelLinks
+	// TunnelMinLifetime and TunnelMaxLifetime bound a tunnel's lifetime
+	// (default 1 min and 12 h).
+	TunnelMinLifetime, TunnelMaxLifetime time.Duration
 }
 
 // Authorization, everywhere below: a stack is fetched with StackForUser (admins: any;
@@ -230,6 +235,10 @@ func (s *Server) stackModel(c echo.Context, st *store.Stack, tab string) (pages.
 		row.DeployKind, row.DeployText, row.DeployDetail = serverState(&sv, byServer[sv.ID])
 		if sv.ViaAgent {
 			row.Agent, row.AgentTokenURL = s.agentState(c.Request().Context(), sv.ID), agentTokenURL(st.ID, sv.ID)
+		}
+		if s.stacks.Tunnels != nil {
+			row.TunnelURL = fmt.Sprintf("/stacks/%d/servers/%d/tunnels", st.ID, sv.ID)
+			row.Tunnels = s.openTunnels(c.Request().Context(), sv.ID)
 		}
 		logins := []string{sv.LoginUser}
 		if st.UserPerKey {

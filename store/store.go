@@ -87,6 +87,7 @@ type EventFilter struct {
 type Store interface {
 	StackStore
 	AgentStore
+	TunnelStore
 	CreateUser(ctx context.Context, u *User) error
 	UserByID(ctx context.Context, id int64) (*User, error)
 	UserByName(ctx context.Context, username string) (*User, error)

@@ -142,8 +142,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 }
 
-func (a *Agent) wsURL() (*url.URL, error) {
-	u, err := url.Parse(a.cfg.URL)
+// wsURL turns shellgate's public URL into the WebSocket URL of path.
+func wsURL(raw, path string) (*url.URL, error) {
+	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, err
 	}
@@ -152,36 +153,46 @@ func (a *Agent) wsURL() (*url.URL, error) {
 	} else {
 		u.Scheme = "ws"
 	}
-	u.Path = strings.TrimSuffix(u.Path, "/") + Path
+	u.Path = strings.TrimSuffix(u.Path, "/") + path
 	u.RawQuery, u.Fragment = "", ""
 	return u, nil
+}
+
+// dialLink opens the WebSocket to path on shellgate: proxies from the
+// environment, dial and handshake timeouts, and a fresh dialer each time so
+// the name is resolved again on every attempt.
+func dialLink(ctx context.Context, rawURL, path string, dialTimeout, handshakeTimeout time.Duration, tlsConf *tls.Config, userAgent string) (*websocket.Conn, *url.URL, error) {
+	u, err := wsURL(rawURL, path)
+	if err != nil {
+		return nil, nil, err
+	}
+	d := &websocket.Dialer{
+		Proxy:            http.ProxyFromEnvironment,
+		NetDialContext:   (&net.Dialer{Timeout: dialTimeout}).DialContext,
+		HandshakeTimeout: handshakeTimeout,
+		TLSClientConfig:  tlsConf,
+		ReadBufferSize:   32 << 10,
+		WriteBufferSize:  32 << 10,
+	}
+	hdr := http.Header{"User-Agent": {userAgent}}
+	dctx, cancel := context.WithTimeout(ctx, dialTimeout+handshakeTimeout)
+	ws, resp, err := d.DialContext(dctx, u.String(), hdr)
+	cancel()
+	if err != nil {
+		if resp != nil {
+			return nil, nil, fmt.Errorf("connect %s: %s", u.Redacted(), resp.Status)
+		}
+		return nil, nil, fmt.Errorf("connect %s: %w", u.Redacted(), err)
+	}
+	return ws, u, nil
 }
 
 // connectOnce dials, authenticates and serves streams until the link ends.
 // welcomed reports that shellgate accepted the agent on this attempt.
 func (a *Agent) connectOnce(ctx context.Context) (welcomed bool, err error) {
-	u, err := a.wsURL()
+	ws, u, err := dialLink(ctx, a.cfg.URL, Path, a.cfg.DialTimeout, a.cfg.HandshakeTimeout, a.cfg.TLSConfig, "shellgate-agent/1")
 	if err != nil {
 		return false, err
-	}
-	// A new dialer each time: the name is resolved again on every attempt.
-	d := &websocket.Dialer{
-		Proxy:            http.ProxyFromEnvironment,
-		NetDialContext:   (&net.Dialer{Timeout: a.cfg.DialTimeout}).DialContext,
-		HandshakeTimeout: a.cfg.HandshakeTimeout,
-		TLSClientConfig:  a.cfg.TLSConfig,
-		ReadBufferSize:   32 << 10,
-		WriteBufferSize:  32 << 10,
-	}
-	hdr := http.Header{"User-Agent": {"shellgate-agent/1"}}
-	dctx, cancel := context.WithTimeout(ctx, a.cfg.DialTimeout+a.cfg.HandshakeTimeout)
-	ws, resp, err := d.DialContext(dctx, u.String(), hdr)
-	cancel()
-	if err != nil {
-		if resp != nil {
-			return false, fmt.Errorf("connect %s: %s", u.Redacted(), resp.Status)
-		}
-		return false, fmt.Errorf("connect %s: %w", u.Redacted(), err)
 	}
 	stop := context.AfterFunc(ctx, func() {
 		ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(CloseNormal, "agent stopping"), time.Now().Add(time.Second))
@@ -249,7 +260,11 @@ func closeReason(err error) error {
 		case CloseUnauthorized:
 			return fmt.Errorf("%w: not authorized (token used, expired or unknown, or this agent is not enrolled)", ErrStopped)
 		case CloseRevoked:
-			return fmt.Errorf("%w: this agent's credential was revoked (a new token was generated); enroll again", ErrStopped)
+			return fmt.Errorf("%w: credential revoked (a new token was generated): %s", ErrStopped, ce.Text)
+		case CloseTunnelClosed:
+			return fmt.Errorf("%w: the tunnel was closed", ErrStopped)
+		case CloseTunnelExpired:
+			return fmt.Errorf("%w: the tunnel expired", ErrStopped)
 		}
 		return fmt.Errorf("link closed: %d %s", ce.Code, ce.Text)
 	}
@@ -258,7 +273,31 @@ func closeReason(err error) error {
 
 // hello answers the challenge and waits for the welcome.
 func (a *Agent) hello(ws *websocket.Conn, host string) (*Welcome, error) {
-	deadline := time.Now().Add(a.cfg.HandshakeTimeout)
+	a.mu.Lock()
+	token := a.token
+	a.mu.Unlock()
+	w, err := clientHello(ws, host, a.cfg.Key, token, a.cfg.HandshakeTimeout)
+	if err != nil {
+		return nil, err
+	}
+	if w.Enrolled {
+		a.mu.Lock()
+		a.token = "" // spent: never sent again
+		a.mu.Unlock()
+		a.cfg.Logger.Info("agent enrolled", "server", w.Server)
+		if a.cfg.OnEnrolled != nil {
+			if err := a.cfg.OnEnrolled(); err != nil {
+				return nil, fmt.Errorf("record enrollment: %w", err)
+			}
+		}
+	}
+	return w, nil
+}
+
+// clientHello is the client's half of the handshake: read the challenge, sign
+// it (with the token when enrolling), read the welcome.
+func clientHello(ws *websocket.Conn, host string, key ed25519.PrivateKey, token string, timeout time.Duration) (*Welcome, error) {
+	deadline := time.Now().Add(timeout)
 	ws.SetReadDeadline(deadline)
 	ws.SetWriteDeadline(deadline)
 	ws.SetReadLimit(maxHandshakeFrame)
@@ -274,10 +313,7 @@ func (a *Agent) hello(ws *websocket.Conn, host string) (*Welcome, error) {
 	if err != nil || len(nonce) < 16 {
 		return nil, errors.New("bad challenge nonce")
 	}
-	a.mu.Lock()
-	token := a.token
-	a.mu.Unlock()
-	msg, err := signHello(a.cfg.Key, nonce, host, token)
+	msg, err := signHello(key, nonce, host, token)
 	if err != nil {
 		return nil, err
 	}
@@ -291,17 +327,6 @@ func (a *Agent) hello(ws *websocket.Conn, host string) (*Welcome, error) {
 	var w Welcome
 	if typ != websocket.TextMessage || decodeStrict(data, &w) != nil || w.Type != MsgWelcome {
 		return nil, errors.New("bad welcome from shellgate")
-	}
-	if w.Enrolled {
-		a.mu.Lock()
-		a.token = "" // spent: never sent again
-		a.mu.Unlock()
-		a.cfg.Logger.Info("agent enrolled", "server", w.Server)
-		if a.cfg.OnEnrolled != nil {
-			if err := a.cfg.OnEnrolled(); err != nil {
-				return nil, fmt.Errorf("record enrollment: %w", err)
-			}
-		}
 	}
 	ws.SetReadDeadline(time.Time{})
 	ws.SetWriteDeadline(time.Time{})

@@ -287,49 +287,63 @@ func (h *Hub) serve(ctx context.Context, ws *websocket.Conn, host, addr string) 
 // welcome. A hello with a token enrolls its key (the token is spent); one
 // without is accepted only for an enrolled key.
 func (h *Hub) handshake(ctx context.Context, ws *websocket.Conn, host string) (serverID int64, name string, enrolled bool, err error) {
+	err = serverHandshake(ws, host, h.cfg.HandshakeTimeout, func(hello *Hello, line, fp string) (*Welcome, error) {
+		var err error
+		if hello.Token != "" {
+			serverID, name, err = h.cfg.Store.ClaimAgentToken(ctx, HashToken(hello.Token), line, h.cfg.Now())
+			if err != nil {
+				return nil, fmt.Errorf("%w: token not valid (%v)", ErrUnauthorized, err)
+			}
+			enrolled = true
+		} else {
+			serverID, name, err = h.cfg.Store.AgentByPublicKey(ctx, line)
+			if err != nil {
+				return nil, fmt.Errorf("%w: credential %s not enrolled (%v)", ErrUnauthorized, fp, err)
+			}
+		}
+		return &Welcome{Type: MsgWelcome, Server: name, HeartbeatMS: h.cfg.Heartbeat.Milliseconds(), Enrolled: enrolled}, nil
+	})
+	return serverID, name, enrolled, err
+}
+
+// serverHandshake is shellgate's half of the handshake, shared by agents and
+// local proxies: send the challenge, read the hello, check its signature,
+// let auth decide (token or enrolled key), send its welcome.
+func serverHandshake(ws *websocket.Conn, host string, timeout time.Duration, auth func(h *Hello, keyLine, fingerprint string) (*Welcome, error)) error {
 	ws.SetReadLimit(maxHandshakeFrame)
-	deadline := time.Now().Add(h.cfg.HandshakeTimeout)
+	deadline := time.Now().Add(timeout)
 	ws.SetReadDeadline(deadline)
 	ws.SetWriteDeadline(deadline)
 	nonce := make([]byte, 32)
 	rand.Read(nonce)
 	if err := ws.WriteJSON(Challenge{Type: MsgChallenge, Version: ProtocolVersion, Nonce: base64.StdEncoding.EncodeToString(nonce)}); err != nil {
-		return 0, "", false, err
+		return err
 	}
 	typ, data, err := ws.ReadMessage()
 	if err != nil {
-		return 0, "", false, fmt.Errorf("read hello: %w", err)
+		return fmt.Errorf("read hello: %w", err)
 	}
 	if typ != websocket.TextMessage {
-		return 0, "", false, errors.New("hello: not a text frame")
+		return errors.New("hello: not a text frame")
 	}
 	hello, key, sig, err := DecodeHello(data)
 	if err != nil {
-		return 0, "", false, err
+		return err
 	}
 	if err := VerifyHello(key, sig, nonce, host); err != nil {
-		return 0, "", false, fmt.Errorf("%w: signature: %v", ErrUnauthorized, err)
+		return fmt.Errorf("%w: signature: %v", ErrUnauthorized, err)
 	}
-	line := KeyLine(key)
-	if hello.Token != "" {
-		serverID, name, err = h.cfg.Store.ClaimAgentToken(ctx, HashToken(hello.Token), line, h.cfg.Now())
-		if err != nil {
-			return 0, "", false, fmt.Errorf("%w: token not valid (%v)", ErrUnauthorized, err)
-		}
-		enrolled = true
-	} else {
-		serverID, name, err = h.cfg.Store.AgentByPublicKey(ctx, line)
-		if err != nil {
-			return 0, "", false, fmt.Errorf("%w: credential %s not enrolled (%v)", ErrUnauthorized, fingerprint(key), err)
-		}
+	w, err := auth(hello, KeyLine(key), fingerprint(key))
+	if err != nil {
+		return err
 	}
-	b, _ := json.Marshal(Welcome{Type: MsgWelcome, Server: name, HeartbeatMS: h.cfg.Heartbeat.Milliseconds(), Enrolled: enrolled})
+	b, _ := json.Marshal(w)
 	if err := ws.WriteMessage(websocket.TextMessage, b); err != nil {
-		return serverID, name, enrolled, err
+		return err
 	}
 	ws.SetReadDeadline(time.Time{})
 	ws.SetWriteDeadline(time.Time{})
-	return serverID, name, enrolled, nil
+	return nil
 }
 
 // DialAgent opens a stream through the agent of serverID to addr on the

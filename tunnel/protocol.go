@@ -60,8 +60,12 @@ const (
 	// CloseReplaced: a newer connection of the same agent took over this one.
 	CloseReplaced = 4409
 	// CloseRevoked: an admin generated a new token, revoking this agent's
-	// credential. The agent stops.
+	// credential (or a tunnel's source token was rotated). The client stops.
 	CloseRevoked = 4410
+	// CloseTunnelClosed: the tunnel was closed (for good) or deleted.
+	CloseTunnelClosed = 4411
+	// CloseTunnelExpired: the tunnel reached the end of its lifetime.
+	CloseTunnelExpired = 4412
 )
 
 // Limits.
@@ -108,6 +112,8 @@ type Welcome struct {
 	HeartbeatMS int64 `json:"heartbeatMs"`
 	// Enrolled is true when this connection enrolled the agent (its token is spent).
 	Enrolled bool `json:"enrolled,omitempty"`
+	// ExpiresAtMS is the tunnel's end (Unix ms), for a local proxy only.
+	ExpiresAtMS int64 `json:"expiresAt,omitempty"`
 }
 
 // OpenRequest is the first thing shellgate writes on a new stream.

@@ -95,6 +95,11 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	})
 	defer hub.Close()
 	dialer := &tunnel.Router{Direct: &net.Dialer{}, Hub: hub}
+	sources := tunnel.NewSourceHub(tunnel.SourceConfig{
+		Store: st, Dialer: dialer, Logger: logger, Heartbeat: cfg.AgentHeartbeat,
+		OnEvent: tunnel.AuditConnections(st),
+	})
+	defer sources.Close()
 	deployer := &terminal.Deployer{
 		Dialer: dialer,
 		Auth:   terminal.Auth{Signers: []ssh.Signer{gateway.Signer}},
@@ -129,9 +134,12 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 				return jobs.InstallWithPassword(ctx, dialer, gateway, t, password, log)
 			},
 			Wake:   worker.Wake,
-			Agents: hub,
+			Agents:            hub,
+			Tunnels:           sources,
+			TunnelMaxLifetime: cfg.TunnelMaxLifetime,
 		},
 		AgentEndpoint:      hub,
+		TunnelEndpoint:     sources,
 		Terminals:          terms,
 		RecordingsDir:      filepath.Join(cfg.DataDir, "recordings"),
 		RecordingRetention: cfg.RecordingRetention,
@@ -196,6 +204,7 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	defer cancel()
 	// http.Server.Shutdown does not wait for hijacked connections: the terminal
 	// manager closes its sockets and SSH sessions itself (close code 1001).
+	sources.Close()
 	hub.Close() // agents reconnect, with jittered backoff, when shellgate is back
 	if err := terms.Shutdown(shutdownCtx); err != nil {
 		logger.Warn("terminal sessions did not all close", "err", err)
