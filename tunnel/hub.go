@@ -142,7 +142,7 @@ func muxConfig(heartbeat time.Duration) *yamux.Config {
 
 // maxMuxFrame bounds a binary WebSocket message after the handshake: yamux
 // writes a 12-byte header and a body of at most one window.
-const maxMuxFrame = 1<<20 + 64
+const maxMuxFrame = 1<<20 + 64 // header and body travel in one message
 
 var upgrader = websocket.Upgrader{
 	ReadBufferSize:  32 << 10,

@@ -62,6 +62,12 @@ func (m *memStore) SetAgentLink(_ context.Context, _ int64, connected bool, _ st
 	return nil
 }
 
+func (m *memStore) claimCount() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.claims
+}
+
 func (m *memStore) isConnected() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -201,8 +207,11 @@ func TestEnrollStreamOrderingAndReconnectWithCredential(t *testing.T) {
 	pd := newPipeDialer()
 	ra := r.startAgent(r.token, newKey(t), pd.dial)
 	r.waitLinked()
-	if ra.enrolled.Load() != 1 || r.st.claims != 1 {
-		t.Fatalf("enrolled %d, claims %d", ra.enrolled.Load(), r.st.claims)
+	// The hub registers the link as it sends the welcome; the agent records
+	// its enrollment when it reads it.
+	waitFor(t, "enrollment recorded", func() bool { return ra.enrolled.Load() == 1 })
+	if n := r.st.claimCount(); n != 1 {
+		t.Fatalf("claims %d", n)
 	}
 
 	// Ordering both ways through one stream, the far end a net.Pipe.
@@ -237,8 +246,8 @@ func TestEnrollStreamOrderingAndReconnectWithCredential(t *testing.T) {
 	// shellgate restarts: the agent comes back with its credential, no token.
 	r.restartHub()
 	r.waitLinked()
-	if r.st.claims != 1 {
-		t.Errorf("claims %d after reconnect; the token must not be sent again", r.st.claims)
+	if r.st.claimCount() != 1 {
+		t.Errorf("claims %d after reconnect; the token must not be sent again", r.st.claimCount())
 	}
 	c2, err := r.hub.Load().DialAgent(t.Context(), 1, "127.0.0.1:22")
 	if err != nil {
@@ -290,8 +299,8 @@ func TestTokenSecondUseRefused(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("second agent was not refused")
 	}
-	if r.st.claims != 1 {
-		t.Errorf("claims %d", r.st.claims)
+	if n := r.st.claimCount(); n != 1 {
+		t.Errorf("claims %d", n)
 	}
 }
 

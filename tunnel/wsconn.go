@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -21,6 +22,10 @@ type wsConn struct {
 
 	wmu          sync.Mutex
 	writeTimeout time.Duration
+	// pending is a yamux data-frame header held back so that it travels in
+	// one message with the body written right after it (yamux writes them
+	// separately), halving the messages of a bulk transfer.
+	pending []byte
 	closeOnce    sync.Once // one close frame: the first closeWith's code wins
 }
 
@@ -54,13 +59,28 @@ func (c *wsConn) Read(p []byte) (int, error) {
 	}
 }
 
+// yamux frame header: version, type, flags (2), stream id (4), length (4).
+const (
+	muxHeaderSize = 12
+	muxTypeData   = 0
+)
+
 func (c *wsConn) Write(p []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if c.pending == nil && len(p) == muxHeaderSize && p[1] == muxTypeData && binary.BigEndian.Uint32(p[8:]) > 0 {
+		c.pending = append([]byte(nil), p...)
+		return len(p), nil
+	}
 	if c.writeTimeout > 0 {
 		c.ws.SetWriteDeadline(time.Now().Add(c.writeTimeout))
 	}
-	if err := c.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
+	msg := p
+	if c.pending != nil {
+		msg = append(c.pending, p...)
+		c.pending = nil
+	}
+	if err := c.ws.WriteMessage(websocket.BinaryMessage, msg); err != nil {
 		return 0, err
 	}
 	return len(p), nil
