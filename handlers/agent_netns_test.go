@@ -94,6 +94,8 @@ func newAgentEnv(t *testing.T, heartbeat time.Duration) *agentEnv {
 	hub := tunnel.NewHub(tunnel.HubConfig{Store: st, Logger: logger, Heartbeat: heartbeat, OnEvent: tunnel.Audit(st)})
 	t.Cleanup(hub.Close)
 	router := &tunnel.Router{Direct: &net.Dialer{}, Hub: hub}
+	sources := tunnel.NewSourceHub(tunnel.SourceConfig{Store: st, Dialer: router, Logger: logger, OnEvent: tunnel.AuditConnections(st)})
+	t.Cleanup(sources.Close)
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
 	gwSigner, _ := ssh.NewSignerFromKey(priv)
 	gateway := &jobs.Identity{Signer: gwSigner, AuthorizedLine: jobs.KeyLine(gwSigner.PublicKey()) + " " + jobs.IdentityComment}
@@ -101,9 +103,10 @@ func newAgentEnv(t *testing.T, heartbeat time.Duration) *agentEnv {
 	cfg := handlers.Config{
 		SessionHashKey: randomKey(64), SessionBlockKey: randomKey(32), CSRFKey: randomKey(32), Secrets: keyring,
 		Logger: logger,
-		Stacks: handlers.StacksConfig{Gateway: gateway, Dialer: router, Scan: deployer.ScanHostKey, Agents: hub},
-		Terminals:     terminal.NewManager(terminal.Config{Dialer: router, Logger: logger}),
-		AgentEndpoint: hub,
+		Stacks: handlers.StacksConfig{Gateway: gateway, Dialer: router, Scan: deployer.ScanHostKey, Agents: hub, Tunnels: sources},
+		Terminals:      terminal.NewManager(terminal.Config{Dialer: router, Logger: logger}),
+		AgentEndpoint:  hub,
+		TunnelEndpoint: sources,
 	}
 	e, _, err := handlers.New(cfg, st)
 	if err != nil {
@@ -335,6 +338,18 @@ func TestAgentNetnsEndToEnd(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || got != string(data) {
 		t.Fatalf("download: %d, %d bytes", resp.StatusCode, len(got))
 	}
+
+	// A tunnel for native clients reaches the hidden host through the agent:
+	// the real ssh, through shellgate proxy, runs a command inside the namespace.
+	te := &tunnelEnv{env: a.env, sshd: sshd, stackID: stackID, server: &sv, alice: ab, bin: a.bin}
+	ptoken, _ := te.openTunnel("1h")
+	proxy := te.startProxy(ptoken)
+	waitFor(t, "proxy open", func() bool { return strings.Contains(proxy.out.String(), "Tunnel to nas open") || proxy.exited() })
+	out, err := exec.Command("ssh", append(te.sshArgs(t, proxy.port, "-p"), sshd.User+"@127.0.0.1", "ip -o -4 addr show")...).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), a.ns.NSIP) {
+		t.Fatalf("ssh through the proxy and the agent: %v\n%s\n%s", err, out, proxy.out.String())
+	}
+	proxy.cmd.Process.Kill()
 
 	// Kill the agent mid-session: the terminal ends and says why, plainly.
 	agent.kill()

@@ -173,7 +173,7 @@ func (p *proxyProc) exited() bool {
 
 func (p *proxyProc) waitOpen(t *testing.T) {
 	t.Helper()
-	waitFor(t, "proxy open", func() bool { return strings.Contains(p.out.String(), "Tunnel to web-1 open") || p.exited() })
+	waitFor(t, "proxy open", func() bool { return strings.Contains(p.out.String(), "open: ") || p.exited() })
 	if p.exited() {
 		t.Fatalf("proxy exited: %v\n%s", p.err, p.out.String())
 	}

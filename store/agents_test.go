@@ -120,3 +120,60 @@ func TestAgentTokenExpires(t *testing.T) {
 		t.Errorf("link %+v", a)
 	}
 }
+
+// TestTunnelTokenConcurrentClaims: a source token pasted into several proxies
+// at once (or stolen and raced) is spent by exactly one.
+func TestTunnelTokenConcurrentClaims(t *testing.T) {
+	ctx := context.Background()
+	st := openTest(t)
+	sv := mustServer(t, st, "web")
+	now := time.Now()
+	tn := &store.Tunnel{ServerID: sv.ID, Services: "ssh", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	if err := st.CreateTunnel(ctx, tn, "th"); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	wins := 0
+	for i := range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, err := st.ClaimTunnelToken(ctx, "th", fmt.Sprintf("ssh-ed25519 P%d", i), now)
+			mu.Lock()
+			defer mu.Unlock()
+			if err == nil && got.ID == tn.ID {
+				wins++
+			} else if !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("claim: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if wins != 1 {
+		t.Fatalf("%d winners, want 1", wins)
+	}
+	// Rotation revokes the enrolled proxy and keeps the end; a closed tunnel takes nothing.
+	if err := st.RotateTunnelToken(ctx, tn.ID, "th2", now); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := st.TunnelByID(ctx, tn.ID)
+	if got.SourceKey != "" || !got.TokenPending || !got.ExpiresAt.Equal(time.UnixMilli(now.Add(time.Hour).UnixMilli()).UTC()) {
+		t.Errorf("after rotation: %+v", got)
+	}
+	if err := st.CloseTunnel(ctx, tn.ID, "closed", now); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.ClaimTunnelToken(ctx, "th2", "ssh-ed25519 X", now); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("claim on a closed tunnel: %v", err)
+	}
+	if err := st.RotateTunnelToken(ctx, tn.ID, "th3", now); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("rotate a closed tunnel: %v", err)
+	}
+	// Expired: not claimable.
+	tn2 := &store.Tunnel{ServerID: sv.ID, Services: "ssh", CreatedAt: now, ExpiresAt: now.Add(time.Second)}
+	st.CreateTunnel(ctx, tn2, "th4")
+	if _, err := st.ClaimTunnelToken(ctx, "th4", "ssh-ed25519 Y", now.Add(2*time.Second)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("claim on an expired tunnel: %v", err)
+	}
+}
