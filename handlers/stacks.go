@@ -250,6 +250,9 @@ func (s *Server) stackModel(c echo.Context, st *store.Stack, tab string) (pages.
 		for _, login := range logins {
 			row.Commands = append(row.Commands, NativeCommand(servers, sv.ID, login))
 		}
+		if sv.ViaAgent {
+			row.Commands = nil // not dialable: native clients go through a tunnel
+		}
 		m.Servers = append(m.Servers, row)
 		if sv.HostKeyState() == store.HostKeyPinned {
 			m.JumpOptions = append(m.JumpOptions, pages.Option{Value: strconv.FormatInt(sv.ID, 10), Label: sv.Name + " (" + address(&sv) + ")"})

@@ -164,7 +164,10 @@ func (s *Server) tunnelPage(c echo.Context) error {
 	}
 	m.ServerSide = "direct"
 	if sv, err := s.store.ServerInStack(c.Request().Context(), st.ID, t.ServerID); err == nil && sv.ViaAgent {
-		m.ServerSide = "through its agent: " + s.agentState(c.Request().Context(), sv.ID)
+		m.ServerSide = map[string]string{"connected": "through its agent (connected)", "waiting": "through its agent (not enrolled yet)"}[s.agentState(c.Request().Context(), sv.ID)]
+		if m.ServerSide == "" {
+			m.ServerSide = "through its agent (disconnected)"
+		}
 	}
 	return render(c, http.StatusOK, pages.Tunnel(s.page(c, "Tunnel to "+t.Server, "stacks"), m))
 }
