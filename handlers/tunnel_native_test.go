@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/shellgate/shellgate/handlers"
@@ -417,4 +418,70 @@ func TestTunnelTokensAndCuts(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestTunnelAuthorization: only members of the server's stack may open or see
+// a tunnel (others get a 404 and learn nothing), only whoever opened it or an
+// admin may rotate, close or delete it, every change needs CSRF, a lifetime
+// past the maximum is refused, and the proxies' endpoint is not reachable
+// from a browser page (Origin refused; cookies count for nothing).
+func TestTunnelAuthorization(t *testing.T) {
+	te := newTunnelEnv(t)
+	ctx := context.Background()
+	_, tid := te.openTunnel("1h")
+
+	te.addUser("bob", pw, store.RoleMember) // not in the stack
+	bob := te.browser()
+	bob.signIn("bob", pw)
+	bob.get("/stacks")
+	if resp := bob.post("/stacks/"+id(te.stackID)+"/servers/"+id(te.server.ID)+"/tunnels", url.Values{"lifetime": {"1h"}}); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("outsider opens a tunnel: %d", resp.StatusCode)
+	}
+	if resp, _ := bob.get(fmt.Sprintf("/tunnels/%d", tid)); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("outsider sees the tunnel page: %d", resp.StatusCode)
+	}
+	if resp := bob.post(fmt.Sprintf("/tunnels/%d/close", tid), nil); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("outsider closes the tunnel: %d", resp.StatusCode)
+	}
+
+	carol := te.addUser("carol", pw, store.RoleMember) // in the stack, not the opener
+	te.store.AddStackMember(ctx, te.stackID, carol.ID, time.Now())
+	cb := te.browser()
+	cb.signIn("carol", pw)
+	if resp, _ := cb.get(fmt.Sprintf("/tunnels/%d", tid)); resp.StatusCode != http.StatusOK {
+		t.Errorf("stack member sees the tunnel page: %d", resp.StatusCode)
+	}
+	for _, action := range []string{"rotate", "close", "delete", "duplicate"} {
+		if resp := cb.post(fmt.Sprintf("/tunnels/%d/%s", tid, action), nil); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("another member may %s: %d", action, resp.StatusCode)
+		}
+	}
+
+	te.alice.get(fmt.Sprintf("/tunnels/%d", tid))
+	if resp := te.alice.post(fmt.Sprintf("/tunnels/%d/close", tid), url.Values{"_csrf": {"forged"}}); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("close without CSRF: %d", resp.StatusCode)
+	}
+	te.alice.get("/stacks/" + id(te.stackID))
+	if resp := te.alice.post("/stacks/"+id(te.stackID)+"/servers/"+id(te.server.ID)+"/tunnels", url.Values{"lifetime": {"13h"}}); resp.StatusCode != http.StatusUnprocessableEntity {
+		t.Errorf("13 h tunnel: %d", resp.StatusCode)
+	}
+	if tn, _ := te.store.TunnelByID(ctx, tid); !tn.Open(time.Now()) {
+		t.Error("the tunnel was closed by a refused request")
+	}
+
+	u, _ := url.Parse(te.srv.URL)
+	for _, path := range []string{handlers.TunnelPath, handlers.AgentPath} {
+		h := http.Header{"Origin": {te.srv.URL}}
+		for _, c := range te.alice.c.Jar.Cookies(u) {
+			h.Add("Cookie", c.Name+"="+c.Value)
+		}
+		_, resp, err := websocketDial("ws://"+u.Host+path, h)
+		if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+			t.Errorf("%s from a signed-in browser page: %v %v, want 403", path, err, resp)
+		}
+	}
+}
+
+func websocketDial(u string, h http.Header) (*websocket.Conn, *http.Response, error) {
+	return websocket.DefaultDialer.Dial(u, h)
 }
