@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -100,4 +101,20 @@ func (s *Server) publicBase(c echo.Context) string {
 		return strings.TrimSuffix(s.cfg.PublicURL.String(), "/")
 	}
 	return c.Scheme() + "://" + c.Request().Host
+}
+
+// clientAddr serves h with the request's RemoteAddr set to the client's address
+// as the trusted-proxy rules see it, so the agent and tunnel logs and audit
+// name the real peer behind a load balancer.
+func clientAddr(h http.Handler) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		_, port, err := net.SplitHostPort(r.RemoteAddr)
+		if err != nil {
+			port = "0"
+		}
+		r.RemoteAddr = net.JoinHostPort(c.RealIP(), port)
+		h.ServeHTTP(c.Response(), r)
+		return nil
+	}
 }

@@ -18,10 +18,10 @@ func (s *Server) routes(e *echo.Echo) {
 	// Agents of hosts behind NAT: not a browser endpoint (no session, no cookie
 	// counts; a request with an Origin is refused), authenticated by token or key.
 	if s.cfg.AgentEndpoint != nil {
-		e.GET(AgentPath, echo.WrapHandler(s.cfg.AgentEndpoint))
+		e.GET(AgentPath, clientAddr(s.cfg.AgentEndpoint))
 	}
 	if s.cfg.TunnelEndpoint != nil {
-		e.GET(TunnelPath, echo.WrapHandler(s.cfg.TunnelEndpoint))
+		e.GET(TunnelPath, clientAddr(s.cfg.TunnelEndpoint))
 	}
 
 	e.GET("/login", s.loginPage)
