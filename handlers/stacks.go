@@ -650,7 +650,11 @@ func (s *Server) deleteServer(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	tunnels, _ := s.store.ListTunnels(c.Request().Context(), sv.ID)
 	err = s.store.DeleteServer(c.Request().Context(), st.ID, sv.ID)
+	if err == nil {
+		s.cutServerLinks(sv.ID, tunnels) // its agent and tunnels go with it
+	}
 	if errors.Is(err, store.ErrConflict) {
 		s.setFlash(c, "error", sv.Name+" is the jump server of another server; remove that one first.")
 		return c.Redirect(http.StatusSeeOther, stackURL(st.ID, ""))

@@ -282,3 +282,14 @@ func (s *Server) openTunnels(ctx context.Context, serverID int64) []pages.Tunnel
 	}
 	return out
 }
+
+// cutServerLinks closes the agent link and the tunnels' proxy links of a
+// server that was just deleted (its rows went with it).
+func (s *Server) cutServerLinks(serverID int64, tunnels []store.Tunnel) {
+	if s.stacks.Agents != nil {
+		s.stacks.Agents.Disconnect(serverID)
+	}
+	for _, t := range tunnels {
+		s.cut(t.ID, tunnel.CloseTunnelClosed, "server deleted")
+	}
+}
