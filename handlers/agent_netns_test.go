@@ -3,6 +3,7 @@ package handlers_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"crypto/ed25519"
 	"crypto/rand"
 	"net"
@@ -350,6 +351,14 @@ func TestAgentNetnsEndToEnd(t *testing.T) {
 		t.Fatalf("ssh through the proxy and the agent: %v\n%s\n%s", err, out, proxy.out.String())
 	}
 	proxy.cmd.Process.Kill()
+
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", agent.cmd.Process.Pid)); err == nil {
+		for l := range strings.Lines(string(b)) {
+			if strings.HasPrefix(l, "VmRSS:") || strings.HasPrefix(l, "VmHWM:") {
+				t.Logf("agent %s", strings.Join(strings.Fields(l), " "))
+			}
+		}
+	}
 
 	// Kill the agent mid-session: the terminal ends and says why, plainly.
 	agent.kill()

@@ -271,7 +271,17 @@ func TestTunnelNativeClients(t *testing.T) {
 	if out, err := exec.Command("sftp", args...).CombinedOutput(); err != nil {
 		t.Fatalf("sftp through the proxy: %v\n%s", err, out)
 	}
-	t.Logf("sftp 100 MiB up and 100 MiB down through the proxy: %v", time.Since(start).Round(time.Millisecond))
+	viaProxy := time.Since(start)
+	// The same transfer straight to sshd, in the same run, for comparison.
+	batchDirect := filepath.Join(dir, "batch-direct")
+	os.WriteFile(batchDirect, []byte("put "+local+" big-direct.bin\nget big-direct.bin "+back+".direct\n"), 0o644)
+	start = time.Now()
+	if out, err := exec.Command("sftp", append(te.sshArgs(t, te.sshd.Port, "-P"), "-b", batchDirect, te.sshd.User+"@127.0.0.1")...).CombinedOutput(); err != nil {
+		t.Fatalf("direct sftp: %v\n%s", err, out)
+	}
+	direct := time.Since(start)
+	t.Logf("sftp 100 MiB up + 100 MiB down: through the proxy %v, direct %v (proxy at %.0f%% of direct)",
+		viaProxy.Round(time.Millisecond), direct.Round(time.Millisecond), 100*direct.Seconds()/viaProxy.Seconds())
 	for _, path := range []string{filepath.Join(te.sshd.Home, "big.bin"), back} {
 		if sum := fileSum(t, path); !bytes.Equal(sum, want) {
 			t.Fatalf("%s differs from what was sent", path)
