@@ -352,14 +352,32 @@ func TestAgentNetnsEndToEnd(t *testing.T) {
 	}
 	proxy.cmd.Process.Kill()
 
+	// Ten sessions through the agent at once (this one and nine more), for the
+	// agent's memory figure below.
+	var more []*termClient
+	for range 9 {
+		tk, _ := ab.ticket(stackID, sv.ID)
+		c := ab.openTerminal(sv.ID, tk)
+		if !c.until(c.connected) {
+			t.Fatalf("extra terminal: %+v %d %q", c.status, c.code, c.reason)
+		}
+		c.send("echo extra-$((2+3))\n")
+		if !c.until(func() bool { return strings.Contains(c.out.String(), "extra-5") }) {
+			t.Fatalf("extra terminal output:\n%s", c.out.String())
+		}
+		more = append(more, c)
+	}
 	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", agent.cmd.Process.Pid)); err == nil {
 		for l := range strings.Lines(string(b)) {
 			if strings.HasPrefix(l, "VmRSS:") || strings.HasPrefix(l, "VmHWM:") {
-				t.Logf("agent %s", strings.Join(strings.Fields(l), " "))
+				t.Logf("agent carrying 10 terminal sessions (after a 3 MiB upload and download): %s", strings.Join(strings.Fields(l), " "))
 			}
 		}
 	}
 
+	for _, c := range more {
+		c.ws.Close()
+	}
 	// Kill the agent mid-session: the terminal ends and says why, plainly.
 	agent.kill()
 	tc.until(func() bool { return false })
