@@ -61,6 +61,10 @@ type Config struct {
 	// Cluster, set when replicas share the database, shows and ends live sessions
 	// held by other replicas; nil: this process only.
 	Cluster *ClusterConfig
+	// AgentEndpoint serves agents' WebSocket upgrades at AgentPath; nil: none.
+	AgentEndpoint http.Handler
+	// TunnelEndpoint serves local proxies' upgrades at TunnelPath; nil: none.
+	TunnelEndpoint http.Handler
 }
 
 // Server holds the dependencies of every handler.

@@ -74,6 +74,13 @@ func TestCopySQLiteToPostgres(t *testing.T) {
 	if err := src.AddLiveSession(ctx, &store.LiveSession{ID: "ls", ReplicaID: "r1", StartedAt: now}); err != nil {
 		t.Fatal(err)
 	}
+	if err := src.SetAgentToken(ctx, bastion.ID, "agent-token-hash", now.Add(time.Hour), now); err != nil {
+		t.Fatal(err)
+	}
+	tn := &store.Tunnel{ServerID: web.ID, CreatedBy: alice.ID, Services: "ssh", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	if err := src.CreateTunnel(ctx, tn, "tunnel-token-hash"); err != nil {
+		t.Fatal(err)
+	}
 
 	url := testpg.Need(t).NewDatabase(t)
 	dst, err := store.Open(ctx, url)
@@ -119,6 +126,12 @@ func TestCopySQLiteToPostgres(t *testing.T) {
 	}
 	if _, err := dst.ClaimTicket(ctx, "tk", alice.ID, "ws", web.ID, now); err != nil {
 		t.Fatalf("ticket after the copy: %v", err)
+	}
+	if a, err := dst.AgentOf(ctx, bastion.ID); err != nil || a == nil {
+		t.Fatalf("agent after the copy: %+v %v", a, err)
+	}
+	if got, err := dst.ClaimTunnelToken(ctx, "tunnel-token-hash", "proxy-key", now); err != nil || got.ID != tn.ID {
+		t.Fatalf("tunnel after the copy: %+v %v", got, err)
 	}
 	// New rows are numbered after the copied ones.
 	carol := mustUser(t, dst, "carol", store.RoleMember)

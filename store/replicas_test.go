@@ -104,10 +104,10 @@ func race(t *testing.T, replicas []*store.DB, perReplica int, claim func(db *sto
 	return int(wins.Load())
 }
 
-// TestSingleUseClaimsAcrossReplicas: a terminal ticket or a key download replayed to
-// several replicas at once (a load balancer spreading an attacker's or a retrying
-// browser's requests) is honoured exactly once, because one conditional statement
-// decides in the database, not a check in one process's memory.
+// TestSingleUseClaimsAcrossReplicas: a terminal ticket, a key download, an agent's or a
+// tunnel's token replayed to several replicas at once (a load balancer spreading an
+// attacker's or a retrying browser's requests) is honoured exactly once, because one
+// conditional statement decides in the database, not a check in one process's memory.
 func TestSingleUseClaimsAcrossReplicas(t *testing.T) {
 	ctx := context.Background()
 	replicas := openReplicas(t, 5)
@@ -144,6 +144,38 @@ func TestSingleUseClaimsAcrossReplicas(t *testing.T) {
 	})
 	if wins != 1 {
 		t.Fatalf("key download: %d of 50 concurrent claims won, want exactly 1", wins)
+	}
+
+	// An agent's enrollment token and a tunnel's source token, replayed at once.
+	stack := &store.Stack{Name: "prod"}
+	if err := st.CreateStack(ctx, stack); err != nil {
+		t.Fatal(err)
+	}
+	sv := &store.Server{StackID: stack.ID, Name: "hidden", Host: "10.0.0.9", LoginUser: "u"}
+	if err := st.CreateServer(ctx, sv); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SetAgentToken(ctx, sv.ID, "agent-token", now.Add(time.Hour), now); err != nil {
+		t.Fatal(err)
+	}
+	var n atomic.Int32
+	wins = race(t, replicas, 10, func(db *store.DB) error {
+		_, _, err := db.ClaimAgentToken(ctx, "agent-token", fmt.Sprint("ssh-ed25519 AAAAagent", n.Add(1)), now)
+		return err
+	})
+	if wins != 1 {
+		t.Fatalf("agent token: %d of 50 concurrent claims won, want exactly 1", wins)
+	}
+	tn := &store.Tunnel{ServerID: sv.ID, CreatedBy: u.ID, Services: "ssh", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	if err := st.CreateTunnel(ctx, tn, "tunnel-token"); err != nil {
+		t.Fatal(err)
+	}
+	wins = race(t, replicas, 10, func(db *store.DB) error {
+		_, err := db.ClaimTunnelToken(ctx, "tunnel-token", fmt.Sprint("proxy-key-", n.Add(1)), now)
+		return err
+	})
+	if wins != 1 {
+		t.Fatalf("tunnel token: %d of 50 concurrent claims won, want exactly 1", wins)
 	}
 }
 

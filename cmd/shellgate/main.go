@@ -7,6 +7,8 @@
 //	shellgate user disable NAME      disable an account and end its sessions
 //	shellgate user enable NAME
 //	shellgate user list
+//	shellgate agent --url URL ...    run on a host behind NAT; dials out to shellgate
+//	shellgate proxy --url URL ...    local proxy of a tunnel for native clients
 //
 // main.go is the composition root and nothing else: config → store → handlers → server.
 package main
@@ -46,6 +48,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return userCommand(ctx, args, getenv, stdin, stdout, stderr)
 	case "migrate-db":
 		return migrateDBCommand(ctx, args, getenv, stdout, stderr)
+	case "agent":
+		return agentCommand(ctx, args, getenv, stdin, stderr)
+	case "proxy":
+		return proxyCommand(ctx, args, getenv, stdin, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil
@@ -62,4 +68,7 @@ const usage = `usage:
   shellgate user enable NAME          enable a disabled account
   shellgate user list                 list accounts
   shellgate migrate-db --from sqlite:PATH --to postgres://…
-                                      copy every row into a new PostgreSQL database`
+                                      copy every row into a new PostgreSQL database
+  shellgate agent --url URL [flags]   run on a host behind NAT (see: shellgate agent -h)
+  shellgate proxy --url URL --token-file FILE -s PORT
+                                      carry local TCP connections through a tunnel`
