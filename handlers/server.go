@@ -58,6 +58,8 @@ type Config struct {
 	RecordingsDir string
 	// RecordingRetention is how long recordings are kept (default 90 days).
 	RecordingRetention time.Duration
+	// Ops feeds the system page and the metrics endpoint (see system.go).
+	Ops OpsConfig
 }
 
 // Server holds the dependencies of every handler.
