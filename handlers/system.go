@@ -153,3 +153,9 @@ func uptime(d time.Duration) string {
 		return fmt.Sprintf("%d s", int(d.Seconds()))
 	}
 }
+
+// SealedKeyAD is the additional data a person's private SSH key is sealed with; restore
+// uses it to check that the master key opens a backup's keys before replacing anything.
+func SealedKeyAD(userID int64, name, fingerprint string) []byte {
+	return keyAD(userID, name, fingerprint)
+}

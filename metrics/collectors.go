@@ -20,8 +20,8 @@ type terminalCollector struct {
 	live, bytes *prometheus.Desc
 
 	mu       sync.Mutex
-	seen     map[string][2]int64 // session id → bytes in, out already counted
-	in, out  int64               // counted totals
+	seen     map[string][2]int64  // session id → bytes in, out already counted
+	in, out  int64                // counted totals
 	finished map[string]time.Time // recently ended sessions, pruned after a minute
 }
 

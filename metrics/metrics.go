@@ -122,7 +122,7 @@ func New(b Build) *Metrics {
 	}, []string{"reason"})
 	m.dialSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: Namespace, Name: "ssh_dial_duration_seconds",
-		Help: "Time to connect and authenticate to an SSH server (every hop of a jump chain, prompts included), successful or not.",
+		Help:    "Time to connect and authenticate to an SSH server (every hop of a jump chain, prompts included), successful or not.",
 		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 	})
 	m.dialFailed = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -135,7 +135,7 @@ func New(b Build) *Metrics {
 	}, []string{"direction"})
 	m.fileSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: Namespace, Name: "file_transfer_duration_seconds",
-		Help: "Duration of file transfers, by direction.",
+		Help:    "Duration of file transfers, by direction.",
 		Buckets: []float64{.01, .05, .1, .5, 1, 5, 15, 60, 300, 1800},
 	}, []string{"direction"})
 	m.fileDone = prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -31,6 +31,11 @@ type config struct {
 	MaxTerminalsPerUser int
 	// RecordingRetention is how long terminal recordings are kept.
 	RecordingRetention time.Duration
+	// Metrics: a separate listener (with pprof if asked), and/or a token file that
+	// opens /metrics on the main port (see ops.go).
+	MetricsListen    string
+	MetricsTokenFile string
+	Pprof            bool
 }
 
 func parseConfig(name string, args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
@@ -53,6 +58,9 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	demoMode := fs.Bool("demo", env("DEMO", "") == "true", "also run an in-process SSH server on loopback with a stack \"demo\": a shell as the current OS user for anyone who can open it (SHELLGATE_DEMO=true)")
 	maxTerms := fs.String("max-terminals-per-user", env("MAX_TERMINALS_PER_USER", "10"), "live terminal sessions per user, detached ones included (SHELLGATE_MAX_TERMINALS_PER_USER)")
 	retention := fs.String("recording-retention", env("RECORDING_RETENTION", "90d"), "how long terminal recordings are kept: days (90d) or a Go duration (SHELLGATE_RECORDING_RETENTION)")
+	metricsListen := fs.String("metrics-listen", env("METRICS_LISTEN", ""), "serve Prometheus metrics at /metrics on this separate address, e.g. 127.0.0.1:9090; no authentication, keep it private (SHELLGATE_METRICS_LISTEN)")
+	metricsToken := fs.String("metrics-token-file", env("METRICS_TOKEN_FILE", ""), "serve /metrics on the main port too, to requests with Authorization: Bearer <the file's content> (SHELLGATE_METRICS_TOKEN_FILE)")
+	pprofOn := fs.Bool("pprof", env("PPROF", "") == "true", "also serve net/http/pprof under /debug/pprof/ on the metrics listener (SHELLGATE_PPROF=true)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -62,6 +70,10 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	cfg := &config{
 		Listen: *listen, DataDir: *dataDir, DatabaseURL: *dbURL, TLSCert: *tlsCert, TLSKey: *tlsKey,
 		AdminPassword: getenv("SHELLGATE_ADMIN_PASSWORD"), LogFormat: *logFormat, Demo: *demoMode,
+		MetricsListen: *metricsListen, MetricsTokenFile: *metricsToken, Pprof: *pprofOn,
+	}
+	if cfg.Pprof && cfg.MetricsListen == "" {
+		return nil, errors.New("--pprof needs --metrics-listen: profiles are served only on the metrics listener")
 	}
 	n, err := strconv.Atoi(*maxTerms)
 	if err != nil || n < 1 || n > 10000 {
