@@ -248,7 +248,7 @@ func App(p views.Page) templ.Component {
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
-				templ_7745c5c3_Err = navItem("/admin/system", "System", "system", p.Nav, iconAdmin()).Render(ctx, templ_7745c5c3_Buffer)
+				templ_7745c5c3_Err = navItem("/admin/system", "System", "system", p.Nav, iconSystem()).Render(ctx, templ_7745c5c3_Buffer)
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
