@@ -154,6 +154,32 @@ func TestMetricsMoveDuringTerminalAndFileTransfer(t *testing.T) {
 	if after[`go_goroutines`] == 0 || after[`process_open_fds`] == 0 {
 		t.Error("Go runtime or process collector missing")
 	}
+
+	// Refusals and failures are counted by cause: a socket from another site, a wrong
+	// password, and a dial to a server that is down.
+	if ws, _, err := f.alice.socket("https://evil.example"); err == nil {
+		ws.Close()
+		t.Fatal("foreign origin upgraded")
+	}
+	wrong := f.env.browser()
+	wrong.get("/login")
+	wrong.post("/login", url.Values{"username": {"alice"}, "password": {"not it"}}).Body.Close()
+	f.sshd.Stop()
+	ticket, _ = f.alice.ticket(f.stack.ID, f.server.ID)
+	tc = f.alice.openTerminal(f.server.ID, ticket)
+	tc.until(func() bool { return false })
+	final := scrape(t, base, testMetricsToken)
+	for name, want := range map[string]float64{
+		`shellgate_websocket_upgrades_refused_total{reason="origin"}`: 1,
+		`shellgate_signins_total{result="failure"}`:                   1,
+		`shellgate_ssh_dial_failures_total{cause="refused"}`:          1,
+		`shellgate_ssh_dial_duration_seconds_count`:                   2,
+		`shellgate_terminal_sessions_opened_total`:                    1,
+	} {
+		if final[name] != want {
+			t.Errorf("after the refusals %s = %v, want %v", name, final[name], want)
+		}
+	}
 }
 
 func readAllCount(resp *http.Response) (int64, error) {
