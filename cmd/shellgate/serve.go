@@ -60,13 +60,15 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	unlock, err := lockDataDir(cfg.DataDir, false)
-	if errors.Is(err, errDataDirInUse) {
+	// The shared lock tells `shellgate restore` that a server uses the data dir.
+	switch unlock, err := lockDataDir(cfg.DataDir, false); {
+	case errors.Is(err, errDataDirInUse):
 		return fmt.Errorf("a restore is running on %s: start shellgate again when it has finished", cfg.DataDir)
-	} else if err != nil {
-		return err
+	case err != nil: // e.g. a file system without locks: serve, but say what is lost
+		logger.Warn("cannot lock the data dir: shellgate restore will not see that shellgate runs", "err", err)
+	default:
+		defer unlock()
 	}
-	defer unlock()
 	keys, st, err := openState(ctx, cfg)
 	if err != nil {
 		return err
