@@ -35,7 +35,7 @@ e2e:
 	npx playwright test
 
 build:
-	$(GO) build -o bin/shellgate ./cmd/shellgate
+	$(GO) build -buildvcs=auto -o bin/shellgate ./cmd/shellgate
 
 # shellgate next to OpenSSH on this machine (< 10 minutes on 2 cores); flags
 # in BENCHFLAGS, e.g. make bench BENCHFLAGS='-runs 5 -only throughput,echo'.
