@@ -255,3 +255,32 @@ func TestMetricsNotOnMainPortWithoutToken(t *testing.T) {
 		}
 	}
 }
+
+// TestSignInMetrics counts sign-ins by result, throttled ones apart: a burst of
+// failures (someone guessing passwords) shows as failures, then throttles.
+func TestSignInMetrics(t *testing.T) {
+	m := metrics.New(metrics.Build{})
+	e := newEnv(t, withMetrics(m, testMetricsToken))
+	e.addUser("mia", pw, "member")
+	b := e.browser()
+	b.get("/login")
+	for range 11 { // the per-account limit is 10 failures in 15 minutes
+		b.post("/login", url.Values{"username": {"mia"}, "password": {"guess"}}).Body.Close()
+	}
+	// The right password is refused too while throttled, and counted as a throttle.
+	resp := b.post("/login", url.Values{"username": {"mia"}, "password": {pw}})
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("right password while throttled: %d", resp.StatusCode)
+	}
+	got := scrape(t, e.srv.URL, testMetricsToken)
+	for name, want := range map[string]float64{
+		`shellgate_signins_total{result="failure"}`:   10,
+		`shellgate_signins_total{result="throttled"}`: 2,
+		`shellgate_signins_total{result="success"}`:   0,
+	} {
+		if got[name] != want {
+			t.Errorf("%s = %v, want %v", name, got[name], want)
+		}
+	}
+}
