@@ -60,6 +60,10 @@ type Config struct {
 	RecordingRetention time.Duration
 	// Ops feeds the system page and the metrics endpoint (see system.go).
 	Ops OpsConfig
+	// AgentEndpoint serves agents' WebSocket upgrades at AgentPath; nil: none.
+	AgentEndpoint http.Handler
+	// TunnelEndpoint serves local proxies' upgrades at TunnelPath; nil: none.
+	TunnelEndpoint http.Handler
 }
 
 // Server holds the dependencies of every handler.

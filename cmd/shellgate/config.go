@@ -36,6 +36,10 @@ type config struct {
 	MetricsListen    string
 	MetricsTokenFile string
 	Pprof            bool
+	// AgentHeartbeat is how often agents are pinged; three misses end a link.
+	AgentHeartbeat time.Duration
+	// TunnelMaxLifetime is the longest lifetime a member may give a tunnel.
+	TunnelMaxLifetime time.Duration
 }
 
 func parseConfig(name string, args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
@@ -61,13 +65,21 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	metricsListen := fs.String("metrics-listen", env("METRICS_LISTEN", ""), "serve Prometheus metrics at /metrics on this separate address, e.g. 127.0.0.1:9090; no authentication, keep it private (SHELLGATE_METRICS_LISTEN)")
 	metricsToken := fs.String("metrics-token-file", env("METRICS_TOKEN_FILE", ""), "serve /metrics on the main port too, to requests with Authorization: Bearer <the file's content> (SHELLGATE_METRICS_TOKEN_FILE)")
 	pprofOn := fs.Bool("pprof", env("PPROF", "") == "true", "also serve net/http/pprof under /debug/pprof/ on the metrics listener (SHELLGATE_PPROF=true)")
+	heartbeat := fs.Duration("agent-heartbeat", envDuration(getenv, "AGENT_HEARTBEAT", 20*time.Second), "how often agents are pinged; a link silent for three intervals is closed (SHELLGATE_AGENT_HEARTBEAT)")
+	tunnelMax := fs.Duration("tunnel-max-lifetime", envDuration(getenv, "TUNNEL_MAX_LIFETIME", 12*time.Hour), "the longest lifetime of a tunnel for native clients (SHELLGATE_TUNNEL_MAX_LIFETIME)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	cfg := &config{
+	if *tunnelMax < time.Minute || *tunnelMax > 30*24*time.Hour {
+		return nil, fmt.Errorf("tunnel max lifetime %v: want 1m to 720h", *tunnelMax)
+	}
+	if *heartbeat < 100*time.Millisecond || *heartbeat > 10*time.Minute {
+		return nil, fmt.Errorf("agent heartbeat %v: want 100ms to 10m", *heartbeat)
+	}
+	cfg := &config{AgentHeartbeat: *heartbeat, TunnelMaxLifetime: *tunnelMax,
 		Listen: *listen, DataDir: *dataDir, DatabaseURL: *dbURL, TLSCert: *tlsCert, TLSKey: *tlsKey,
 		AdminPassword: getenv("SHELLGATE_ADMIN_PASSWORD"), LogFormat: *logFormat, Demo: *demoMode,
 		MetricsListen: *metricsListen, MetricsTokenFile: *metricsToken, Pprof: *pprofOn,
@@ -154,4 +166,16 @@ func parseRetention(v string) (time.Duration, error) {
 		return dur, nil
 	}
 	return 0, fmt.Errorf("recording retention %q: want days like 90d or a duration like 720h", v)
+}
+
+// envDuration reads SHELLGATE_key as a Go duration, def when unset or malformed
+// (the flag's own parsing then reports nothing: a malformed variable is ignored
+// with the default, like the flag package would refuse it loudly only as a flag).
+func envDuration(getenv func(string) string, key string, def time.Duration) time.Duration {
+	if v := getenv("SHELLGATE_" + key); v != "" {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d
+		}
+	}
+	return def
 }

@@ -10,6 +10,8 @@
 //	shellgate backup --to FILE       online copy of the database (the master key is separate)
 //	shellgate restore --from FILE    replace the database with a backup, after checking it
 //	shellgate version                version, commit and Go version
+//	shellgate agent --url URL ...    run on a host behind NAT; dials out to shellgate
+//	shellgate proxy --url URL ...    local proxy of a tunnel for native clients
 //
 // main.go is the composition root and nothing else: config → store → handlers → server.
 package main
@@ -58,6 +60,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	case "version", "--version":
 		fmt.Fprintln(stdout, buildinfo.Get())
 		return nil
+	case "agent":
+		return agentCommand(ctx, args, getenv, stdin, stderr)
+	case "proxy":
+		return proxyCommand(ctx, args, getenv, stdin, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil
@@ -75,4 +81,7 @@ const usage = `usage:
   shellgate user list                 list accounts
   shellgate backup --to FILE          online, consistent copy of the database (not the master key)
   shellgate restore --from FILE       replace the database with a backup (shellgate stopped)
-  shellgate version                   version, commit and Go version`
+  shellgate version                   version, commit and Go version
+  shellgate agent --url URL [flags]   run on a host behind NAT (see: shellgate agent -h)
+  shellgate proxy --url URL --token-file FILE -s PORT
+                                      carry local TCP connections through a tunnel`
