@@ -61,6 +61,8 @@ type Config struct {
 	// Cluster, set when replicas share the database, shows and ends live sessions
 	// held by other replicas; nil: this process only.
 	Cluster *ClusterConfig
+	// Ops feeds the system page and the metrics endpoint (see system.go).
+	Ops OpsConfig
 	// AgentEndpoint serves agents' WebSocket upgrades at AgentPath; nil: none.
 	AgentEndpoint http.Handler
 	// TunnelEndpoint serves local proxies' upgrades at TunnelPath; nil: none.

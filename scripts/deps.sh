@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the tests need and is missing: Debian's openssh-server, chromium and
-# postgresql (as root, through apt-get) and the npm tree (npm ci). Safe to run again.
+# Installs what the tests need and is missing: Debian's openssh-server, chromium, systemd
+# and postgresql (as root, through apt-get) and the npm tree (npm ci). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +12,7 @@ command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need+=(chromi
 # The store suite runs against a throwaway PostgreSQL cluster (internal/testpg), which
 # finds initdb and postgres under /usr/lib/postgresql/*/bin.
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd) # scripts/verify-unit.sh
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "deps: installing ${need[*]}"

@@ -33,6 +33,11 @@ type config struct {
 	RecordingRetention time.Duration
 	// RecordingsDir holds the recordings; several replicas share one (a shared volume).
 	RecordingsDir string
+	// Metrics: a separate listener (with pprof if asked), and/or a token file that
+	// opens /metrics on the main port (see ops.go).
+	MetricsListen    string
+	MetricsTokenFile string
+	Pprof            bool
 	// AgentHeartbeat is how often agents are pinged; three misses end a link.
 	AgentHeartbeat time.Duration
 	// TunnelMaxLifetime is the longest lifetime a member may give a tunnel.
@@ -60,6 +65,9 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	maxTerms := fs.String("max-terminals-per-user", env("MAX_TERMINALS_PER_USER", "10"), "live terminal sessions per user, detached ones included (SHELLGATE_MAX_TERMINALS_PER_USER)")
 	retention := fs.String("recording-retention", env("RECORDING_RETENTION", "90d"), "how long terminal recordings are kept: days (90d) or a Go duration (SHELLGATE_RECORDING_RETENTION)")
 	recDir := fs.String("recordings-dir", env("RECORDINGS_DIR", ""), "directory for terminal recordings; default DATA_DIR/recordings; replicas share one volume (SHELLGATE_RECORDINGS_DIR)")
+	metricsListen := fs.String("metrics-listen", env("METRICS_LISTEN", ""), "serve Prometheus metrics at /metrics on this separate address, e.g. 127.0.0.1:9090; no authentication, keep it private (SHELLGATE_METRICS_LISTEN)")
+	metricsToken := fs.String("metrics-token-file", env("METRICS_TOKEN_FILE", ""), "serve /metrics on the main port too, to requests with Authorization: Bearer <the file's content> (SHELLGATE_METRICS_TOKEN_FILE)")
+	pprofOn := fs.Bool("pprof", env("PPROF", "") == "true", "also serve net/http/pprof under /debug/pprof/ on the metrics listener (SHELLGATE_PPROF=true)")
 	heartbeat := fs.Duration("agent-heartbeat", envDuration(getenv, "AGENT_HEARTBEAT", 20*time.Second), "how often agents are pinged; a link silent for three intervals is closed (SHELLGATE_AGENT_HEARTBEAT)")
 	tunnelMax := fs.Duration("tunnel-max-lifetime", envDuration(getenv, "TUNNEL_MAX_LIFETIME", 12*time.Hour), "the longest lifetime of a tunnel for native clients (SHELLGATE_TUNNEL_MAX_LIFETIME)")
 	if err := fs.Parse(args); err != nil {
@@ -77,6 +85,10 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	cfg := &config{AgentHeartbeat: *heartbeat, TunnelMaxLifetime: *tunnelMax,
 		Listen: *listen, DataDir: *dataDir, DatabaseURL: *dbURL, TLSCert: *tlsCert, TLSKey: *tlsKey,
 		AdminPassword: getenv("SHELLGATE_ADMIN_PASSWORD"), LogFormat: *logFormat, Demo: *demoMode,
+		MetricsListen: *metricsListen, MetricsTokenFile: *metricsToken, Pprof: *pprofOn,
+	}
+	if cfg.Pprof && cfg.MetricsListen == "" {
+		return nil, errors.New("--pprof needs --metrics-listen: profiles are served only on the metrics listener")
 	}
 	n, err := strconv.Atoi(*maxTerms)
 	if err != nil || n < 1 || n > 10000 {
@@ -116,6 +128,20 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		return nil, fmt.Errorf("log format %q: want text or json", cfg.LogFormat)
 	}
 	return cfg, nil
+}
+
+// databasePath is the SQLite file, for the commands that work on the file itself
+// (backup, restore). PostgreSQL has its own tools for that.
+func (c *config) databasePath() (string, error) {
+	url, err := c.databaseURL()
+	if err != nil {
+		return "", err
+	}
+	if path, ok := strings.CutPrefix(url, "sqlite:"); ok {
+		return strings.TrimPrefix(path, "//"), nil
+	}
+	return "", errors.New("the database is PostgreSQL: back it up and restore it with pg_dump and pg_restore " +
+		"(and keep master.key with the backups: without it the sealed keys cannot be opened)")
 }
 
 // databaseURL resolves which database to open: SQLite in the data dir by default,
