@@ -117,6 +117,7 @@ type Store interface {
 	KeyStore
 	TicketStore
 	AuditStore
+	AccessStore
 
 	Close() error
 }

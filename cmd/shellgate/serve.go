@@ -17,6 +17,7 @@ import (
 	"github.com/shellgate/shellgate/handlers"
 	"github.com/shellgate/shellgate/internal/password"
 	"github.com/shellgate/shellgate/internal/secrets"
+	"github.com/shellgate/shellgate/internal/revoke"
 	"github.com/shellgate/shellgate/jobs"
 	"github.com/shellgate/shellgate/store"
 	"github.com/shellgate/shellgate/terminal"
@@ -103,6 +104,10 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		defer dm.Close()
 	}
 	terms := terminal.NewManager(terminal.Config{Dialer: dialer, Logger: logger, MaxPerUser: cfg.MaxTerminalsPerUser})
+	// Revocations made here wake live sessions at once; the watch notices those made
+	// by another process on the same database (e.g. `shellgate user disable`).
+	rv := revoke.New(st, revoke.NewLocalBus(), logger)
+	go rv.Watch(ctx, time.Second)
 
 	hcfg := handlers.Config{
 		PublicURL:       cfg.PublicURL,
@@ -123,6 +128,7 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 			Wake: worker.Wake,
 		},
 		Terminals:          terms,
+		Revoke:             rv,
 		RecordingsDir:      filepath.Join(cfg.DataDir, "recordings"),
 		RecordingRetention: cfg.RecordingRetention,
 	}
