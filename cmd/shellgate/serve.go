@@ -16,8 +16,8 @@ import (
 
 	"github.com/shellgate/shellgate/handlers"
 	"github.com/shellgate/shellgate/internal/password"
-	"github.com/shellgate/shellgate/internal/secrets"
 	"github.com/shellgate/shellgate/internal/revoke"
+	"github.com/shellgate/shellgate/internal/secrets"
 	"github.com/shellgate/shellgate/jobs"
 	"github.com/shellgate/shellgate/store"
 	"github.com/shellgate/shellgate/terminal"
