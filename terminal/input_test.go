@@ -241,8 +241,14 @@ func TestBridgeControlFloodCloses(t *testing.T) {
 			}
 		}
 	}()
-	if code := c.waitClosed(); code != ClosePolicy {
-		t.Fatalf("close %d, want 1008", code)
+	// The client may still be writing when the server closes, so its read can end in
+	// a reset instead of the close frame; the server's verdict is what counts.
+	err := <-r.served
+	if !errors.Is(err, ErrProtocol) || CloseCode(err) != ClosePolicy || !strings.Contains(err.Error(), "control messages a second") {
+		t.Fatalf("Serve = %v, want a 1008 for the control flood", err)
+	}
+	if code := c.waitClosed(); code != ClosePolicy && code != 0 {
+		t.Errorf("close %d, want 1008 (or a reset)", code)
 	}
 }
 
