@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,11 +44,12 @@ func (s *Server) stillSignedIn(ctx context.Context, webSession string) error {
 // usedKeys notes which of the offered keys the SSH server asked to sign with: the
 // key that authenticated (x/crypto asks the server before it signs).
 type usedKeys struct {
-	mu  sync.Mutex
-	ids []int64
+	mu    sync.Mutex
+	ids   []int64
+	names []string
 }
 
-func (k *usedKeys) note(id int64) {
+func (k *usedKeys) note(id int64, name string) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	for _, x := range k.ids {
@@ -56,6 +58,17 @@ func (k *usedKeys) note(id int64) {
 		}
 	}
 	k.ids = append(k.ids, id)
+	k.names = append(k.names, name)
+}
+
+// names lists the keys that authenticated, for the audit log.
+func (k *usedKeys) nameList() string {
+	if k == nil {
+		return ""
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return strings.Join(k.names, ", ")
 }
 
 func (k *usedKeys) list() []int64 {

@@ -152,9 +152,11 @@ func (s *Server) terminalSocket(c echo.Context) error {
 		OnStart: func(info terminal.SessionInfo) {
 			s.startRecording(rec, u, opened.stack, opened.server, info)
 			s.live.add(info.ID, liveMeta{User: u.Username, Stack: opened.stack, Server: opened.server, ClientIP: clientIP})
-			s.auditTerminal(u, clientIP, opened.stack, opened.server, "terminal.start", true, map[string]string{
-				"session": info.ID, "login": info.User, "keys": opened.keys, "local": info.Local,
-			})
+			detail := map[string]string{"session": info.ID, "login": info.User, "keys": opened.keys, "local": info.Local}
+			if k := opened.used.nameList(); k != "" {
+				detail["key"] = k
+			}
+			s.auditTerminal(u, clientIP, opened.stack, opened.server, "terminal.start", true, detail)
 		},
 		OnEnd: func(info terminal.SessionInfo, exitStatus int, in, out int64, err error) {
 			s.live.remove(info.ID)
@@ -162,6 +164,9 @@ func (s *Server) terminalSocket(c echo.Context) error {
 				"session": info.ID, "login": info.User, "keys": opened.keys,
 				"bytes_in": strconv.FormatInt(in, 10), "bytes_out": strconv.FormatInt(out, 10),
 				"duration": s.cfg.Now().Sub(info.Started).Round(time.Second).String(),
+			}
+			if k := opened.used.nameList(); k != "" {
+				detail["key"] = k
 			}
 			if exitStatus >= 0 {
 				detail["exit_status"] = strconv.Itoa(exitStatus)
@@ -291,7 +296,7 @@ func (s *Server) userAuth(ctx context.Context, u *store.User, st *store.Stack, u
 						return nil, err
 					}
 					if used != nil {
-						return noteSigns(p.Signer, func() { used.note(key.ID) }), nil
+						return noteSigns(p.Signer, func() { used.note(key.ID, key.Name) }), nil
 					}
 					return p.Signer, nil
 				}})
@@ -306,8 +311,8 @@ func (s *Server) userAuth(ctx context.Context, u *store.User, st *store.Stack, u
 		}
 		sg := p.Signer
 		if used != nil {
-			id := k.ID
-			sg = noteSigns(sg, func() { used.note(id) })
+			id, name := k.ID, k.Name
+			sg = noteSigns(sg, func() { used.note(id, name) })
 		}
 		auth.Signers = append(auth.Signers, sg)
 	}

@@ -16,6 +16,7 @@ let sshd: SSHD;
 let stackURL = "";
 let home = ""; // the sshd user's home: what commands did is checked on its disk
 let alicePassword = "";
+let adminTerm: Page; // the admin's terminal, kept open for every test (the machine is slow)
 
 async function setup(browser: Browser, url: string): Promise<void> {
   if (stackURL) return;
@@ -39,6 +40,8 @@ async function setup(browser: Browser, url: string): Promise<void> {
   const alice = await signedIn(browser, url, "alice", alicePassword);
   await uploadAndAttachKey(alice, url, stackURL, sshd.clientKeyPath, "e2e_alice");
   await alice.context().close();
+  adminTerm = await signedIn(browser, url, "admin", "e2e admin password 1");
+  await openTerminal(adminTerm);
 }
 
 async function signedIn(browser: Browser, url: string, user: string, password: string): Promise<Page> {
@@ -83,13 +86,11 @@ async function revokedWhileOpen(browser: Browser, url: string, marker: string, m
   await expect(tabA.getByTestId("term-state")).toHaveText("Closed");
   await tabA.locator("#terminal").click();
   await tabA.keyboard.type(`touch ~/${marker}-after\n`);
-  // A fresh session's round trip: anything the old tab could still deliver would have
-  // arrived by now.
-  const check = await signedIn(browser, url, "admin", "e2e admin password 1");
-  await openTerminal(check);
-  await run(check, "true", `${marker}-CHECKED`);
+  // A round trip through another session: anything the old tab could still deliver
+  // would have arrived by now.
+  await adminTerm.locator("#terminal").click();
+  await run(adminTerm, "true", `${marker}-CHECKED`);
   expect(existsSync(join(home, `${marker}-after`))).toBe(false);
-  await check.context().close();
   await tabA.context().close();
 }
 
@@ -122,7 +123,8 @@ test("a password changed in another browser ends the open terminal at once", asy
 
 test("an account disabled by an administrator loses its open terminal at once", async ({ browser, sg }) => {
   await setup(browser, sg.url);
-  const admin = await signedIn(browser, sg.url, "admin", "e2e admin password 1");
+  const admin = await adminTerm.context().newPage();
+  admin.on("dialog", (d) => d.accept());
   await admin.goto(sg.url + "/admin/users");
   const row = admin.locator("tr", { hasText: "alice" });
   await revokedWhileOpen(browser, sg.url, "disabled", /account was disabled/, async () => {
@@ -130,14 +132,15 @@ test("an account disabled by an administrator loses its open terminal at once", 
     await expect(admin.getByText("alice is disabled")).toBeVisible();
   });
   await admin.locator("tr", { hasText: "alice" }).getByRole("button", { name: "Enable" }).click();
-  await admin.context().close();
+  await admin.close();
 });
 
 // The paste tests run in the admin's terminal.
-async function adminTerminal(browser: Browser, url: string): Promise<Page> {
-  const page = await signedIn(browser, url, "admin", "e2e admin password 1");
-  await openTerminal(page);
-  return page;
+async function adminTerminal(_browser: Browser, _url: string): Promise<Page> {
+  await adminTerm.bringToFront();
+  await adminTerm.locator("#terminal").click();
+  await adminTerm.keyboard.press("Control+C");
+  return adminTerm;
 }
 
 function pasteText(size: number): string {
@@ -175,7 +178,6 @@ test("a 200 KiB paste into cat > file arrives byte for byte", async ({ browser, 
   const got = readFileSync(join(home, "paste.txt"));
   expect(got.length).toBe(text.length);
   expect(createHash("sha256").update(got).digest("hex")).toBe(createHash("sha256").update(text).digest("hex"));
-  await page.context().close();
 });
 
 test("keystrokes typed while the page reconnects arrive after it, in order", async ({ browser, sg }) => {
@@ -195,7 +197,6 @@ test("keystrokes typed while the page reconnects arrive after it, in order", asy
   await page.keyboard.press("Control+D");
   await run(page, "true", "TYPED-OK");
   expect(readFileSync(join(home, "typed.txt"), "utf8")).toBe("before\ntyped while reconnecting 1\ntyped while reconnecting 2\nafter\n");
-  await page.context().close();
 });
 
 // The attack: a web page or chat message puts `echo safe ESC[201~ \n touch pwned \n` in
@@ -219,7 +220,6 @@ test("a bracketed-paste breakout in the clipboard runs nothing", async ({ browse
   await run(page, "true", "AFTER-PASTE");
   expect(existsSync(join(home, "pwned"))).toBe(false);
   expect(existsSync(join(home, "pwned2"))).toBe(false);
-  await page.context().close();
 });
 
 // The attack: a remote program (or a file someone cats) prints OSC 52 with "?", asking
@@ -239,5 +239,4 @@ test("an OSC 52 clipboard read from the remote gets nothing; a write still works
   // A write (base64 of "from remote") reaches the clipboard.
   await run(page, "printf '\\033]52;c;ZnJvbSByZW1vdGU=\\007'", "OSC-WRITE-DONE");
   await expect.poll(() => page.evaluate(() => navigator.clipboard.readText())).toBe("from remote");
-  await page.context().close();
 });
