@@ -186,12 +186,26 @@ test("keystrokes typed while the page reconnects arrive after it, in order", asy
   const page = await adminTerminal(browser, sg.url);
   await page.keyboard.type("cat > ~/typed.txt\n");
   await page.keyboard.type("before\n");
-  // Cut the socket and keep typing while it is down.
-  await page.evaluate(() => (window as any).shellgateConnection.ws.close());
-  await expect(page.getByTestId("term-state")).toHaveText(/Reconnecting/);
+  // Cut the socket and keep the page from reconnecting (each attempt is aborted while
+  // it connects) while we type; then let it reconnect.
+  await page.evaluate(() => {
+    const w = window as any;
+    const Native = window.WebSocket;
+    w.__hold = true;
+    w.WebSocket = class extends Native {
+      constructor(url: string | URL, protocols?: string | string[]) {
+        super(url, protocols);
+        if (w.__hold) this.close();
+      }
+    };
+    w.shellgateConnection.ws.close();
+  });
+  await expect(page.getByTestId("term-state")).toContainText("Reconnecting");
   await page.keyboard.type("typed while reconnecting 1\n");
   await page.keyboard.type("typed while reconnecting 2\n");
   await expect(page.getByTestId("term-state")).toContainText("input waiting");
+  await expect(page.getByTestId("term-state")).toHaveAttribute("data-input-waiting", "54");
+  await page.evaluate(() => ((window as any).__hold = false));
   await expect(page.getByTestId("term-state")).toHaveText("Connected", { timeout: 30_000 });
   await page.keyboard.type("after\n");
   await page.keyboard.press("Control+D");
