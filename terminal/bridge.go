@@ -72,6 +72,7 @@ type bridge struct {
 	closing  atomic.Bool   // close frame sent: stop extending the read deadline
 	inAcked  atomic.Int64  // input offset last returned to the browser (inputack)
 	ctrlRate tokenBucket   // text frames the browser may still send (reader-owned)
+	lastAck  int64         // highest ack offset on this socket (reader-owned)
 
 	// sess is read by the writer without b.mu, so a stdin write blocked
 	// under b.mu never stalls output.
@@ -207,12 +208,18 @@ func (b *bridge) readLoop(wg *sync.WaitGroup) error {
 			}
 			continue
 		}
-		if !b.ctrlRate.take(time.Now()) {
-			return fmt.Errorf("%w: more than %d control messages a second", ErrProtocol, ControlRate)
-		}
 		m, err := DecodeControl(data)
 		if err != nil {
 			return err
+		}
+		// An ack that moves the offset forward is paid for by our own output
+		// frames; everything else (pings, resizes, repeated acks…) is rate-limited.
+		if a, ok := m.(*AckMessage); !ok || a.Offset <= b.lastAck {
+			if !b.ctrlRate.take(time.Now()) {
+				return fmt.Errorf("%w: more than %d control messages a second", ErrProtocol, ControlRate)
+			}
+		} else {
+			b.lastAck = a.Offset
 		}
 		if err := b.control(m); err != nil {
 			return err
@@ -594,6 +601,16 @@ func (b *bridge) writeClose(cause error) {
 	defer b.ws.UnderlyingConn().SetReadDeadline(time.Now().Add(time.Second))
 	if errors.Is(cause, ErrClientGone) || errors.Is(cause, ErrClosedByBrowser) {
 		return // the browser is gone or already answered by the close handler
+	}
+	// Control messages queued before the end (a changed host key's fingerprint)
+	// go out before the reason.
+	for drained := false; !drained; {
+		select {
+		case m := <-b.ctrl:
+			b.writeFinal(m)
+		default:
+			drained = true
+		}
 	}
 	code := CloseCode(cause)
 	msg := UserMessage(cause)

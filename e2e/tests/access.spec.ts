@@ -180,6 +180,22 @@ test("a 200 KiB paste into cat > file arrives byte for byte", async ({ browser, 
   expect(createHash("sha256").update(got).digest("hex")).toBe(createHash("sha256").update(text).digest("hex"));
 });
 
+test("an 8 MiB paste while yes floods the terminal arrives complete", async ({ browser, sg }) => {
+  await setup(browser, sg.url);
+  const page = await adminTerminal(browser, sg.url);
+  const text = pasteText(8 << 20);
+  // What the shell receives: the page turns line feeds into CR, as xterm.js does; the
+  // tty is raw, so they arrive as they are.
+  const sent = text.replace(/\n/g, "\r");
+  const want = createHash("sha256").update(sent).digest("hex");
+  await page.keyboard.type(`stty raw -echo; yes >/dev/tty & head -c ${sent.length} | sha256sum; kill $!; wait; stty sane; echo FLOOD-""STOPPED\n`);
+  await expect.poll(() => screenText(page)).toMatch(/^\s*y$/m); // the flood runs (raw: no CR, a staircase)
+  await paste(page, text);
+  await expect.poll(() => screenText(page), { timeout: 240_000 }).toContain("FLOOD-STOPPED");
+  expect(await screenText(page)).toContain(want);
+  await expect(page.getByTestId("term-state")).toHaveAttribute("data-input-waiting", "0");
+});
+
 test("keystrokes typed while the page reconnects arrive after it, in order", async ({ browser, sg }) => {
   await setup(browser, sg.url);
   clean("typed.txt");
