@@ -188,11 +188,11 @@ test("an 8 MiB paste while yes floods the terminal arrives complete", async ({ b
   // tty is raw, so they arrive as they are.
   const sent = text.replace(/\n/g, "\r");
   const want = createHash("sha256").update(sent).digest("hex");
-  await page.keyboard.type(`stty raw -echo; yes >/dev/tty & head -c ${sent.length} | sha256sum; kill $!; wait; stty sane; echo FLOOD-""STOPPED\n`);
+  await page.keyboard.type(`stty raw -echo; yes >/dev/tty & H=$(head -c ${sent.length} | sha256sum); kill $!; wait; stty sane; echo; echo "SUM $H"; echo FLOOD-""STOPPED\n`);
   await expect.poll(() => screenText(page)).toMatch(/^\s*y$/m); // the flood runs (raw: no CR, a staircase)
   await paste(page, text);
   await expect.poll(() => screenText(page), { timeout: 240_000 }).toContain("FLOOD-STOPPED");
-  expect(await screenText(page)).toContain(want);
+  expect(await screenText(page)).toContain(`SUM ${want}`);
   await expect(page.getByTestId("term-state")).toHaveAttribute("data-input-waiting", "0");
 });
 
