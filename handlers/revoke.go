@@ -31,6 +31,25 @@ func baseScopes(u *store.User, webSession string, stackID, serverID int64) []str
 	}
 }
 
+// jumpScopes are the server scopes of a jump chain starting at id (0: none).
+func jumpScopes(servers []store.Server, id int64) []string {
+	byID := make(map[int64]*store.Server, len(servers))
+	for i := range servers {
+		byID[servers[i].ID] = &servers[i]
+	}
+	var scopes []string
+	for seen := map[int64]bool{}; id != 0 && !seen[id]; {
+		seen[id] = true
+		scopes = append(scopes, store.ScopeServer(id))
+		sv, ok := byID[id]
+		if !ok {
+			break
+		}
+		id = sv.JumpServerID
+	}
+	return scopes
+}
+
 // stillSignedIn re-reads the browser session after a Grant was taken: a sign-out
 // between the request's session check and the Grant is seen here.
 func (s *Server) stillSignedIn(ctx context.Context, webSession string) error {

@@ -244,6 +244,14 @@ func (s *Server) openTerminal(ctx context.Context, u *store.User, wsID string, m
 	if err != nil {
 		return fail(&terminal.Refusal{Code: terminal.CloseConnectFailed, Message: "Cannot reach " + sv.Name + ": " + err.Error() + "."})
 	}
+	// The jump servers on the way are part of the scope: re-pinning one's host key
+	// ends the terminals that went through it. (A re-pin before this read makes the
+	// dial below fail on the old key.)
+	if jumps := jumpScopes(servers, sv.JumpServerID); len(jumps) > 0 {
+		if err := g.Add(ctx, jumps...); err != nil {
+			return fail(err)
+		}
+	}
 	auth, login, keys, err := s.userAuth(ctx, u, st, used)
 	if err != nil {
 		return fail(err)
