@@ -201,3 +201,24 @@ func TestSignOutCutsOffADownloadInProgress(t *testing.T) {
 		return len(events) == 1 && strings.Contains(events[0].Detail["reason"], store.ReasonSignedOut) && !events[0].OK
 	})
 }
+
+// TestRepinningAJumpHostEndsTerminalsThroughIt: app-1 is reached through web-1. When
+// web-1's host key is replaced and re-pinned, the terminal to app-1 that went through
+// the old web-1 ends too: it was opened trusting the key that was just replaced.
+func TestRepinningAJumpHostEndsTerminalsThroughIt(t *testing.T) {
+	f, _, app := jumpFixture(t)
+	term := f.openServer(t, app)
+	if !term.until(term.connected) {
+		t.Fatalf("not connected: %+v %+v", term.status, term.errors)
+	}
+	a := f.admin(t)
+	f.sshd.Restart(t, true)
+	base := "/stacks/" + id(f.stack.ID) + "/servers/" + id(f.server.ID)
+	redirected(t, "scan", a.post(base+"/scan", nil))
+	a.get(base + "/hostkey")
+	redirected(t, "pin", a.post(base+"/pin", url.Values{"fingerprint": {ssh.FingerprintSHA256(f.sshd.HostKey)}, "confirm": {"yes"}}))
+	term.until(func() bool { return false })
+	if term.code != terminal.CloseRevoked || len(term.errors) == 0 || !strings.Contains(term.errors[0].Message, store.ReasonHostKeyRepinned) {
+		t.Fatalf("close %d %+v, want a revocation for the re-pin", term.code, term.errors)
+	}
+}
