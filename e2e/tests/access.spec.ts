@@ -135,12 +135,20 @@ test("an account disabled by an administrator loses its open terminal at once", 
   await admin.close();
 });
 
-// The paste tests run in the admin's terminal.
+// The paste tests run in the admin's terminal, from a fresh prompt.
+let fresh = 0;
 async function adminTerminal(_browser: Browser, _url: string): Promise<Page> {
   await adminTerm.bringToFront();
   await adminTerm.locator("#terminal").click();
   await adminTerm.keyboard.press("Control+C");
+  await run(adminTerm, "true", `PROMPT-${++fresh}-READY`);
   return adminTerm;
+}
+
+// commandRunning waits until the shell has handed the terminal to the command it
+// read: bash turns bracketed paste off (ESC[?2004l) just before it runs one.
+async function commandRunning(page: Page): Promise<void> {
+  await expect.poll(() => page.evaluate(() => (window as any).shellgateTerminal.modes.bracketedPasteMode)).toBe(false);
 }
 
 function pasteText(size: number): string {
@@ -171,6 +179,7 @@ test("a 200 KiB paste into cat > file arrives byte for byte", async ({ browser, 
   // cat reads the paste; ^D after it ends the file. The shell's echo is off so the
   // screen stays small; the tty turns the paste's CRs back into line feeds.
   await page.keyboard.type("stty -echo; cat > ~/paste.txt; stty echo; echo PASTE-\"\"DONE\n");
+  await commandRunning(page);
   await paste(page, text);
   await expect(page.getByTestId("term-state")).toHaveAttribute("data-input-waiting", "0", { timeout: 30_000 });
   await page.keyboard.press("Control+D");
@@ -190,6 +199,7 @@ test("an 8 MiB paste while yes floods the terminal arrives complete", async ({ b
   const want = createHash("sha256").update(sent).digest("hex");
   await page.keyboard.type(`stty raw -echo; yes >/dev/tty & H=$(head -c ${sent.length} | sha256sum); kill $!; wait; stty sane; echo; echo "SUM $H"; echo FLOOD-""STOPPED\n`);
   await expect.poll(() => screenText(page)).toMatch(/^\s*y$/m); // the flood runs (raw: no CR, a staircase)
+  await commandRunning(page);
   await paste(page, text);
   await expect.poll(() => screenText(page), { timeout: 240_000 }).toContain("FLOOD-STOPPED");
   expect(await screenText(page)).toContain(`SUM ${want}`);
