@@ -132,7 +132,7 @@ test("an account disabled by an administrator loses its open terminal at once", 
     await expect(admin.getByText("alice is disabled")).toBeVisible();
   });
   await admin.locator("tr", { hasText: "alice" }).getByRole("button", { name: "Enable" }).click();
-  await admin.close();
+  await expect(admin.getByText("alice can sign in again")).toBeVisible();
 });
 
 // The paste tests run in the admin's terminal, from a fresh prompt.
