@@ -31,6 +31,10 @@ type config struct {
 	MaxTerminalsPerUser int
 	// RecordingRetention is how long terminal recordings are kept.
 	RecordingRetention time.Duration
+	// AgentHeartbeat is how often agents are pinged; three misses end a link.
+	AgentHeartbeat time.Duration
+	// TunnelMaxLifetime is the longest lifetime a member may give a tunnel.
+	TunnelMaxLifetime time.Duration
 }
 
 func parseConfig(name string, args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
@@ -53,13 +57,21 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	demoMode := fs.Bool("demo", env("DEMO", "") == "true", "also run an in-process SSH server on loopback with a stack \"demo\": a shell as the current OS user for anyone who can open it (SHELLGATE_DEMO=true)")
 	maxTerms := fs.String("max-terminals-per-user", env("MAX_TERMINALS_PER_USER", "10"), "live terminal sessions per user, detached ones included (SHELLGATE_MAX_TERMINALS_PER_USER)")
 	retention := fs.String("recording-retention", env("RECORDING_RETENTION", "90d"), "how long terminal recordings are kept: days (90d) or a Go duration (SHELLGATE_RECORDING_RETENTION)")
+	heartbeat := fs.Duration("agent-heartbeat", envDuration(getenv, "AGENT_HEARTBEAT", 20*time.Second), "how often agents are pinged; a link silent for three intervals is closed (SHELLGATE_AGENT_HEARTBEAT)")
+	tunnelMax := fs.Duration("tunnel-max-lifetime", envDuration(getenv, "TUNNEL_MAX_LIFETIME", 12*time.Hour), "the longest lifetime of a tunnel for native clients (SHELLGATE_TUNNEL_MAX_LIFETIME)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	cfg := &config{
+	if *tunnelMax < time.Minute || *tunnelMax > 30*24*time.Hour {
+		return nil, fmt.Errorf("tunnel max lifetime %v: want 1m to 720h", *tunnelMax)
+	}
+	if *heartbeat < 100*time.Millisecond || *heartbeat > 10*time.Minute {
+		return nil, fmt.Errorf("agent heartbeat %v: want 100ms to 10m", *heartbeat)
+	}
+	cfg := &config{AgentHeartbeat: *heartbeat, TunnelMaxLifetime: *tunnelMax,
 		Listen: *listen, DataDir: *dataDir, DatabaseURL: *dbURL, TLSCert: *tlsCert, TLSKey: *tlsKey,
 		AdminPassword: getenv("SHELLGATE_ADMIN_PASSWORD"), LogFormat: *logFormat, Demo: *demoMode,
 	}
@@ -142,4 +154,16 @@ func parseRetention(v string) (time.Duration, error) {
 		return dur, nil
 	}
 	return 0, fmt.Errorf("recording retention %q: want days like 90d or a duration like 720h", v)
+}
+
+// envDuration reads SHELLGATE_key as a Go duration, def when unset or malformed
+// (the flag's own parsing then reports nothing: a malformed variable is ignored
+// with the default, like the flag package would refuse it loudly only as a flag).
+func envDuration(getenv func(string) string, key string, def time.Duration) time.Duration {
+	if v := getenv("SHELLGATE_" + key); v != "" {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d
+		}
+	}
+	return def
 }
