@@ -141,8 +141,8 @@ func TestOpenSSHPasteWhileFloodCompletes(t *testing.T) {
 	if sent := c.paste(data, nil); sent != size {
 		t.Fatalf("sent %d of %d bytes", sent, size)
 	}
-	waitOutputLong(c, hex.EncodeToString(sum[:]), 2*time.Minute)
-	waitOutputLong(c, "FLOOD-STOPPED", 2*time.Minute)
+	waitOutputLong(c, hex.EncodeToString(sum[:]), 4*time.Minute)
+	waitOutputLong(c, "FLOOD-STOPPED", 4*time.Minute)
 	c.type_("stty sane; exit\n")
 	if code := c.waitClosed(); code != CloseNormal {
 		t.Fatalf("close %d", code)
