@@ -74,6 +74,10 @@ func TestCopySQLiteToPostgres(t *testing.T) {
 	if err := src.AddLiveSession(ctx, &store.LiveSession{ID: "ls", ReplicaID: "r1", StartedAt: now}); err != nil {
 		t.Fatal(err)
 	}
+	bob := mustUser(t, src, "bob", store.RoleMember)
+	if err := src.EndUserSessions(ctx, bob.ID); err != nil { // bumps bob's access epoch
+		t.Fatal(err)
+	}
 	if err := src.SetAgentToken(ctx, bastion.ID, "agent-token-hash", now.Add(time.Hour), now); err != nil {
 		t.Fatal(err)
 	}
@@ -132,6 +136,9 @@ func TestCopySQLiteToPostgres(t *testing.T) {
 	}
 	if got, err := dst.ClaimTunnelToken(ctx, "tunnel-token-hash", "proxy-key", now); err != nil || got.ID != tn.ID {
 		t.Fatalf("tunnel after the copy: %+v %v", got, err)
+	}
+	if e, err := dst.AccessEpochs(ctx, []string{store.ScopeUser(bob.ID)}); err != nil || e[store.ScopeUser(bob.ID)].Epoch != 1 {
+		t.Fatalf("access epochs after the copy: %+v %v", e, err)
 	}
 	// New rows are numbered after the copied ones.
 	carol := mustUser(t, dst, "carol", store.RoleMember)

@@ -27,6 +27,7 @@ const (
 type DB struct {
 	db     *sql.DB
 	engine Engine
+	hints  accessHints // OnAccessChange callbacks
 	// pg is the parsed PostgreSQL configuration, kept for connections that cannot go
 	// through database/sql (the LISTEN connection of the hint bus). Nil on SQLite.
 	pg *pgx.ConnConfig

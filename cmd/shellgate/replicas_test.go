@@ -339,3 +339,35 @@ func shellConnected(t *testing.T, ws *websocket.Conn) {
 		return st != nil && st.State == terminal.StateConnected
 	})
 }
+
+// TestSignOutOnOneReplicaEndsTerminalOnAnother: a person signs out (or is signed out)
+// through one replica while their terminal lives on another; the terminal must end at
+// once, not when its socket next happens to be checked, or a stolen laptop's shell
+// outlives the sign-out that was meant to end it.
+func TestSignOutOnOneReplicaEndsTerminalOnAnother(t *testing.T) {
+	rs := startReplicas(t, 2, map[int][]string{1: {"--demo"}})
+	rs.rr.pin.Store(2) // replica 1 (1-based: 0 means round robin)
+	w := signIn(t, rs.public, "admin", adminPassword)
+	list := w.get("/stacks")
+	ids := regexp.MustCompile(`href="/stacks/(\d+)"[^>]*>\s*demo\s*<`).FindStringSubmatch(list)
+	if ids == nil {
+		t.Fatalf("no demo stack:\n%.600s", list)
+	}
+	m := regexp.MustCompile(`/stacks/(\d+)/servers/(\d+)/terminal`).FindStringSubmatch(w.get("/stacks/" + ids[1]))
+	if m == nil {
+		t.Fatal("no terminal link on the demo stack page")
+	}
+	ws := w.openTerminalSocket(m[1], m[2])
+	shellConnected(t, ws)
+
+	rs.rr.pin.Store(1) // replica 0 handles the sign-out
+	w.get("/account")
+	resp := w.post("/logout", "application/x-www-form-urlencoded", url.Values{"_csrf": {w.csrf}}.Encode())
+	resp.Body.Close()
+	signedOut := time.Now()
+	_, code := readSocket(t, ws, func(string, *terminal.StatusMessage) bool { return false })
+	t.Logf("terminal on replica 1 closed with %d, %v after the sign-out on replica 0", code, time.Since(signedOut))
+	if code == 0 || code == websocket.CloseNormalClosure {
+		t.Fatalf("terminal closed with %d, want a revocation", code)
+	}
+}

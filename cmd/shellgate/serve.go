@@ -21,6 +21,7 @@ import (
 	"github.com/shellgate/shellgate/hints"
 	"github.com/shellgate/shellgate/internal/logring"
 	"github.com/shellgate/shellgate/internal/password"
+	"github.com/shellgate/shellgate/internal/revoke"
 	"github.com/shellgate/shellgate/internal/secrets"
 	"github.com/shellgate/shellgate/jobs"
 	"github.com/shellgate/shellgate/store"
@@ -181,6 +182,19 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	}); ok {
 		met.WatchDeployQueue(dc.DeploymentCounts)
 	}
+	// Revocations made here wake live sessions at once; the watch notices those made
+	// by another process on the same database (e.g. `shellgate user disable`).
+	revocations := revoke.NewLocalBus()
+	rv := revoke.New(st, revocations, logger)
+	go rv.Watch(ctx, time.Second)
+	if st.Engine() == store.EnginePostgres {
+		// Replicas: a revocation committed here reaches the sessions the others hold at
+		// once over LISTEN/NOTIFY, and theirs reach ours; the watch above stays the
+		// safety net for a hint lost while a listener reconnects.
+		bridge := hints.BridgeScopes(bus, "access", revocations.Publish)
+		defer bridge.Close()
+		st.OnAccessChange(func(_ int64, scopes []string) { bridge.Announce(scopes) })
+	}
 
 	hcfg := handlers.Config{
 		PublicURL:       cfg.PublicURL,
@@ -206,6 +220,7 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		AgentEndpoint:      hub,
 		TunnelEndpoint:     sources,
 		Terminals:          terms,
+		Revoke:             rv,
 		RecordingsDir:      cfg.RecordingsDir,
 		RecordingRetention: cfg.RecordingRetention,
 		Ops: handlers.OpsConfig{
