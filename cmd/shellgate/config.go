@@ -31,6 +31,11 @@ type config struct {
 	MaxTerminalsPerUser int
 	// RecordingRetention is how long terminal recordings are kept.
 	RecordingRetention time.Duration
+	// SessionIdleTimeout ends a dashboard sign-in left without requests this long.
+	SessionIdleTimeout time.Duration
+	// AllowAnyHost lets shellgate listen beyond loopback without a public URL, which
+	// turns off the Host and Origin checks that a public URL anchors.
+	AllowAnyHost bool
 }
 
 func parseConfig(name string, args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
@@ -53,6 +58,8 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	demoMode := fs.Bool("demo", env("DEMO", "") == "true", "also run an in-process SSH server on loopback with a stack \"demo\": a shell as the current OS user for anyone who can open it (SHELLGATE_DEMO=true)")
 	maxTerms := fs.String("max-terminals-per-user", env("MAX_TERMINALS_PER_USER", "10"), "live terminal sessions per user, detached ones included (SHELLGATE_MAX_TERMINALS_PER_USER)")
 	retention := fs.String("recording-retention", env("RECORDING_RETENTION", "90d"), "how long terminal recordings are kept: days (90d) or a Go duration (SHELLGATE_RECORDING_RETENTION)")
+	idle := fs.String("session-idle-timeout", env("SESSION_IDLE_TIMEOUT", "2h"), "end a dashboard sign-in after this long without a request; an open terminal counts as activity (SHELLGATE_SESSION_IDLE_TIMEOUT)")
+	anyHost := fs.Bool("allow-any-host", env("ALLOW_ANY_HOST", "") == "true", "listen beyond loopback without --public-url, accepting any Host and Origin; unsafe, for people who know why (SHELLGATE_ALLOW_ANY_HOST=true)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -73,6 +80,12 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		return nil, err
 	}
 	cfg.RecordingRetention = r
+	d, err := time.ParseDuration(*idle)
+	if err != nil || d < time.Minute {
+		return nil, fmt.Errorf("session idle timeout %q: want a duration of at least 1m, like 2h or 30m", *idle)
+	}
+	cfg.SessionIdleTimeout = d
+	cfg.AllowAnyHost = *anyHost
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		return nil, errors.New("--tls-cert and --tls-key go together")
 	}
@@ -96,7 +109,27 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	if cfg.LogFormat != "text" && cfg.LogFormat != "json" {
 		return nil, fmt.Errorf("log format %q: want text or json", cfg.LogFormat)
 	}
+	if cfg.PublicURL == nil && !cfg.AllowAnyHost && !loopbackListen(cfg.Listen) {
+		return nil, fmt.Errorf("--listen %s reaches beyond this machine but --public-url is not set: without it shellgate "+
+			"cannot tell its own Host and Origin from an attacker's (DNS rebinding, cross-site WebSockets). "+
+			"Set --public-url to the address people use (e.g. https://shell.example.com), or pass --allow-any-host "+
+			"if you know why you need neither", cfg.Listen)
+	}
 	return cfg, nil
+}
+
+// loopbackListen reports whether a listen address is reachable from this machine
+// only: a loopback IP or localhost, with a port.
+func loopbackListen(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // databasePath resolves where the SQLite file lives.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -25,14 +26,25 @@ import (
 // openState opens the data dir, the master key and the store: what both the server and
 // the user sub-commands need.
 func openState(ctx context.Context, cfg *config) (*secrets.Keyring, *store.SQLite, error) {
+	path, err := cfg.databasePath()
+	if err != nil {
+		return nil, nil, err
+	}
+	// A database without its master key is a restore gone half-way: every sealed
+	// secret in it needs that key. Creating a new one would leave two keys and
+	// secrets nobody can open, so nothing is written until the key is back.
+	keyPath := filepath.Join(cfg.DataDir, secrets.FileName)
+	if _, err := os.Stat(path); err == nil {
+		if _, kerr := os.Stat(keyPath); errors.Is(kerr, fs.ErrNotExist) {
+			return nil, nil, fmt.Errorf("the database %s exists but its master key %s is missing: restore master.key "+
+				"from the same backup as the database (it seals the private keys and signs sessions) and start again; "+
+				"shellgate did not create a new key and changed nothing", path, keyPath)
+		}
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("create data dir: %w", err)
 	}
 	keys, err := secrets.LoadOrCreateMaster(cfg.DataDir)
-	if err != nil {
-		return nil, nil, err
-	}
-	path, err := cfg.databasePath()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -71,8 +83,10 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		baseURL = cfg.PublicURL.String()
 	}
 	hosts := allowedHosts(addr)
-	if cfg.PublicURL == nil && hosts == nil {
-		logger.Warn("listening on every interface without a public URL: any Host header is accepted; set SHELLGATE_PUBLIC_URL")
+	if cfg.PublicURL == nil && cfg.AllowAnyHost && !loopbackListen(addr) {
+		logger.Error("UNSAFE: --allow-any-host: listening beyond loopback without a public URL; "+
+			"Host and Origin are not anchored, so DNS rebinding and cross-site WebSocket protections are weakened. "+
+			"Set --public-url unless you know why you cannot", "listen", addr, "any_host", hosts == nil)
 	}
 
 	if err := bootstrapAdmin(ctx, st, cfg.AdminPassword, baseURL, stdout); err != nil {
@@ -123,6 +137,8 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 			Wake: worker.Wake,
 		},
 		Terminals:          terms,
+		SessionIdleTimeout: cfg.SessionIdleTimeout,
+		DeviceKey:          keys.Derive("device-cookie", 32),
 		RecordingsDir:      filepath.Join(cfg.DataDir, "recordings"),
 		RecordingRetention: cfg.RecordingRetention,
 	}
