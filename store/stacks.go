@@ -144,7 +144,7 @@ const (
 	// LogSSHHost holds every other login the servers' logs show (other users of the
 	// host): admins only.
 	LogSSHHost = "ssh-host"
-	LogDebug  = "debug" // ssh -v style lines of terminal connections, when Stack.DebugTrace
+	LogDebug   = "debug" // ssh -v style lines of terminal connections, when Stack.DebugTrace
 )
 
 // GatewayIdentity is shellgate's own SSH key pair; the private key is sealed.
