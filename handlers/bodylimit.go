@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"errors"
+	"io"
 	"mime"
 	"net/http"
 
@@ -74,13 +75,36 @@ func (s *Server) bodyPolicy(next echo.HandlerFunc) echo.HandlerFunc {
 				return echo.NewHTTPError(http.StatusUnsupportedMediaType, "Sign in first.")
 			}
 		}
-		if r.Body != nil && r.Body != http.NoBody {
-			// The underlying writer, not echo's wrapper: it lets net/http close the
-			// connection after the 413 instead of draining an endless body.
-			r.Body = http.MaxBytesReader(c.Response().Writer, r.Body, limit)
+		if r.Body == nil || r.Body == http.NoBody {
+			return next(c)
 		}
-		return next(c)
+		// The underlying writer, not echo's wrapper: it lets net/http close the
+		// connection after the 413 instead of draining an endless body.
+		body := &limitedBody{ReadCloser: http.MaxBytesReader(c.Response().Writer, r.Body, limit)}
+		r.Body = body
+		err := next(c)
+		if body.exceeded && err != nil && !c.Response().Committed {
+			// A handler that failed to decode a body cut at the limit says 400;
+			// the truth is 413.
+			return errBodyTooLarge
+		}
+		return err
 	}
+}
+
+// limitedBody remembers whether a read hit the body limit.
+type limitedBody struct {
+	io.ReadCloser
+	exceeded bool
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	var tooLarge *http.MaxBytesError
+	if err != nil && errors.As(err, &tooLarge) {
+		b.exceeded = true
+	}
+	return n, err
 }
 
 // multipartMemory is more than any bounded body, so no multipart part is ever written

@@ -359,3 +359,33 @@ func legacyHash(pw string) string {
 	b64 := base64.RawStdEncoding
 	return fmt.Sprintf("$argon2id$v=19$m=65536,t=3,p=2$%s$%s", b64.EncodeToString(salt), b64.EncodeToString(sum))
 }
+
+// TestIdleSessionRefused: a browser signed in and then left alone (a shared machine,
+// a cookie copied from a backup or a proxy log) for 11 hours — inside the 12-hour
+// absolute lifetime — is signed out by the 2-hour idle timeout. A session in use
+// stays signed in past 2 hours, up to the absolute lifetime.
+func TestIdleSessionRefused(t *testing.T) {
+	clk := newClock()
+	e := newEnv(t, withClock(clk))
+	e.addUser("alice", pw, store.RoleMember)
+
+	idle := e.browser()
+	idle.signIn("alice", pw)
+	busy := e.browser()
+	busy.signIn("alice", pw)
+	for range 10 { // busy is used every 65 minutes, for 10 h 50 min
+		clk.Advance(65 * time.Minute)
+		if resp, _ := busy.get("/stacks"); resp.StatusCode != http.StatusOK {
+			t.Fatalf("a session in use was signed out after %v: %d", 65*time.Minute, resp.StatusCode)
+		}
+	}
+	clk.Advance(10 * time.Minute) // 11 hours since idle's last request
+	resp, _ := idle.get("/stacks")
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/login") {
+		t.Fatalf("a session idle for 11 hours got %d, want a redirect to sign-in", resp.StatusCode)
+	}
+	clk.Advance(time.Hour) // past the absolute lifetime: even the busy one ends
+	if resp, _ := busy.get("/stacks"); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("a session past its 12-hour lifetime got %d", resp.StatusCode)
+	}
+}
