@@ -83,7 +83,7 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		baseURL = cfg.PublicURL.String()
 	}
 	hosts := allowedHosts(addr)
-	if cfg.PublicURL == nil && cfg.AllowAnyHost && !loopbackListen(addr) {
+	if cfg.PublicURL == nil && cfg.AllowAnyHost {
 		logger.Error("UNSAFE: --allow-any-host: listening beyond loopback without a public URL; "+
 			"Host and Origin are not anchored, so DNS rebinding and cross-site WebSocket protections are weakened. "+
 			"Set --public-url unless you know why you cannot", "listen", addr, "any_host", hosts == nil)
