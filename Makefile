@@ -1,5 +1,5 @@
 # make test: everything CI runs, on a fresh machine. It installs what is missing first.
-.PHONY: test deps generate check-generated vet gotest e2e build bench
+.PHONY: test deps generate check-generated vet gotest e2e build bench vuln
 
 GO ?= go
 # Go 1.27.3 carries the standard-library fixes govulncheck asks for; this machine's Go is
@@ -37,3 +37,11 @@ build:
 # in BENCHFLAGS, e.g. make bench BENCHFLAGS='-runs 5 -only throughput,echo'.
 bench:
 	$(GO) run ./cmd/shellgate-bench $(BENCHFLAGS)
+
+# Known vulnerabilities reachable from shellgate's code, in the standard library and
+# every module (docs/security.md). Needs the Go vulnerability database: vuln.go.dev,
+# or a mirror named in GOVULNDB. Run before a release and after any go.mod change.
+GOVULNCHECK ?= golang.org/x/vuln/cmd/govulncheck@v1.9.0
+GOVULNDB ?= https://vuln.go.dev
+vuln:
+	$(GO) run $(GOVULNCHECK) -db $(GOVULNDB) ./...
