@@ -237,8 +237,10 @@ func TestConcurrentWrongPasswordsReservedBeforeHashing(t *testing.T) {
 	if runs := limiter.Runs(); runs > 10 || runs < 1 {
 		t.Fatalf("%d passwords hashed for 50 concurrent attempts (statuses %v), want 1 to 10", runs, statuses)
 	}
-	if statuses[http.StatusUnauthorized]+statuses[http.StatusTooManyRequests] != 50 {
-		t.Fatalf("statuses %v: want only 401 and 429", statuses)
+	// 503 is the hashing budget's own refusal when a hash waited too long for room
+	// (under the race detector hashing is slow enough for that).
+	if statuses[http.StatusUnauthorized]+statuses[http.StatusTooManyRequests]+statuses[http.StatusServiceUnavailable] != 50 {
+		t.Fatalf("statuses %v: want only 401, 429 and 503", statuses)
 	}
 	if limiter.Peak() > limiter.Budget() {
 		t.Fatalf("hashes held %d KiB at once, over the budget of %d KiB", limiter.Peak(), limiter.Budget())
