@@ -99,7 +99,7 @@ func (s *Server) createUser(c echo.Context) error {
 		return again("Choose a role: member or admin.")
 	}
 	pw := password.Generate()
-	hash, err := password.Hash(pw)
+	hash, err := s.hashes.Hash(c.Request().Context(), pw)
 	if err != nil {
 		return err
 	}
@@ -167,7 +167,7 @@ func (s *Server) resetPassword(c echo.Context) error {
 		return err
 	}
 	pw := password.Generate()
-	hash, err := password.Hash(pw)
+	hash, err := s.hashes.Hash(c.Request().Context(), pw)
 	if err != nil {
 		return err
 	}

@@ -391,3 +391,31 @@ func TestIdleSessionRefused(t *testing.T) {
 		t.Fatalf("a session past its 12-hour lifetime got %d", resp.StatusCode)
 	}
 }
+
+// TestPasswordChangeFormIsThrottled: someone holding a stolen session cookie guesses
+// the account's current password on the password-change form, where no sign-in
+// throttle used to apply. The account's throttle slows them the same way.
+func TestPasswordChangeFormIsThrottled(t *testing.T) {
+	clk := newClock()
+	e := newEnv(t, withClock(clk))
+	e.addUser("alice", pw, store.RoleMember)
+	thief := e.browser()
+	thief.signIn("alice", pw)
+	refused := 0
+	for i := range 20 {
+		resp := thief.post("/account/password", url.Values{"current": {fmt.Sprintf("guess %d", i)}, "new": {"a new long password"}, "confirm": {"a new long password"}})
+		resp.Body.Close()
+		if resp.Header.Get("Retry-After") != "" {
+			refused++
+		}
+	}
+	if refused < 10 {
+		t.Fatalf("only %d of 20 rapid guesses were slowed", refused)
+	}
+	clk.Advance(time.Minute)
+	resp := thief.post("/account/password", url.Values{"current": {pw}, "new": {"a new long password"}, "confirm": {"a new long password"}})
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("the right current password after the wait: %d", resp.StatusCode)
+	}
+}
