@@ -1,6 +1,10 @@
 package handlers
 
-import "testing"
+import (
+	"net/url"
+	"strings"
+	"testing"
+)
 
 // TestSafeNextRefusesOpenRedirects: an attacker sends a victim a sign-in link whose
 // next parameter points elsewhere (issue 12 found "/%09/evil.tld": Chromium drops the
@@ -32,4 +36,33 @@ func TestSafeNextRefusesOpenRedirects(t *testing.T) {
 			t.Errorf("safeNext(%q) = %q, want it kept", ok, got)
 		}
 	}
+}
+
+// FuzzSafeNext: whatever safeNext keeps must stay on this site when a browser
+// resolves it — also after the browser's own clean-up (dropping tab, CR and LF,
+// reading "\" as "/") and after percent-decoding.
+func FuzzSafeNext(f *testing.F) {
+	for _, s := range []string{"/stacks", "//evil.tld", "/%09/evil.tld", "/\\evil", "/a?b=c#d", "/%2F%2Fx"} {
+		f.Add(s)
+	}
+	base, _ := url.Parse("https://shell.example/stacks/1")
+	f.Fuzz(func(t *testing.T, next string) {
+		got := safeNext(next)
+		if got == "/" {
+			return
+		}
+		forms := []string{got, strings.NewReplacer("\t", "", "\r", "", "\n", "", "\\", "/").Replace(got)}
+		if d, err := url.PathUnescape(got); err == nil {
+			forms = append(forms, d)
+		}
+		for _, form := range forms {
+			u, err := url.Parse(form)
+			if err != nil {
+				continue
+			}
+			if r := base.ResolveReference(u); r.Host != "shell.example" || r.Scheme != "https" {
+				t.Fatalf("safeNext(%q) kept %q, which resolves to %s", next, got, r)
+			}
+		}
+	})
 }

@@ -419,3 +419,46 @@ func TestPasswordChangeFormIsThrottled(t *testing.T) {
 		t.Fatalf("the right current password after the wait: %d", resp.StatusCode)
 	}
 }
+
+// TestSignInBusyWhenHashingBudgetFull: while the hashing budget is taken (a burst of
+// sign-ins on a small server), a further sign-in waits briefly and is then answered
+// 503 with Retry-After instead of allocating another hash; the attempt is not
+// counted against the account.
+func TestSignInBusyWhenHashingBudgetFull(t *testing.T) {
+	limiter := password.NewLimiter(19 * 1024)
+	limiter.Wait = 50 * time.Millisecond
+	e := newEnv(t, func(c *handlers.Config) { c.Passwords = limiter })
+	e.addUser("alice", pw, store.RoleMember)
+
+	// Hold the whole budget with a slow hash (64 MiB, 4 passes: most of a second).
+	slow := slowHash(pw)
+	held := make(chan error, 1)
+	go func() { held <- limiter.Verify(context.Background(), slow, pw) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for limiter.Peak() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the slow hash never started")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	b := e.browser()
+	b.get("/login")
+	status, ra := tryLogin(t, b, "alice", pw)
+	if err := <-held; err != nil {
+		t.Fatalf("slow hash: %v", err)
+	}
+	if status != http.StatusServiceUnavailable || ra < 1 {
+		t.Fatalf("sign-in with the budget full: %d, Retry-After %d; want 503 with Retry-After", status, ra)
+	}
+	if status, _ := tryLogin(t, b, "alice", pw); status != http.StatusSeeOther {
+		t.Fatalf("sign-in once the budget is free: %d", status)
+	}
+}
+
+// slowHash is pw hashed with parameters slow enough to hold the budget for most of a second.
+func slowHash(pw string) string {
+	salt := []byte("0123456789abcdef")
+	sum := argon2.IDKey([]byte(pw), salt, 4, 64*1024, 1, 32)
+	b64 := base64.RawStdEncoding
+	return fmt.Sprintf("$argon2id$v=19$m=65536,t=4,p=1$%s$%s", b64.EncodeToString(salt), b64.EncodeToString(sum))
+}
