@@ -48,12 +48,15 @@ func (s *Server) login(c echo.Context) error {
 	}
 
 	keys := s.throttleKeys(c, strings.ToLower(username))
-	for _, k := range keys {
+	for i, k := range keys {
 		wait, err := s.store.ReserveAttempt(ctx, k.key, k.policy, s.cfg.Now())
 		if err != nil {
 			return err
 		}
 		if wait > 0 {
+			for _, done := range keys[:i] { // no password is checked: nothing counts
+				_ = s.store.RefundAttempt(ctx, done.key)
+			}
 			secs := int((wait + time.Second - 1) / time.Second)
 			s.audit(c, nil, "login", username, false, map[string]string{"reason": "throttled", "throttle": k.kind, "wait_s": strconv.Itoa(secs)})
 			c.Response().Header().Set("Retry-After", strconv.Itoa(secs))

@@ -462,3 +462,24 @@ func slowHash(pw string) string {
 	b64 := base64.RawStdEncoding
 	return fmt.Sprintf("$argon2id$v=19$m=65536,t=4,p=1$%s$%s", b64.EncodeToString(salt), b64.EncodeToString(sum))
 }
+
+// TestGuessingOneAccountDoesNotSlowItsAddress: an attacker behind the office NAT
+// hammers admin's password. The account's throttle refuses most guesses; those must not
+// count against the shared address, or every colleague on a fresh browser would be
+// slowed too (issue 22: one address could lock everyone out).
+func TestGuessingOneAccountDoesNotSlowItsAddress(t *testing.T) {
+	clk := newClock()
+	e := newEnv(t, withClock(clk))
+	e.addUser("admin", pw, store.RoleAdmin)
+	e.addUser("carol", pw, store.RoleMember)
+	attacker := e.browser()
+	attacker.get("/login")
+	for i := range 200 {
+		tryLogin(t, attacker, "admin", fmt.Sprintf("guess %d", i))
+	}
+	colleague := e.browser()
+	colleague.get("/login")
+	if status, ra := tryLogin(t, colleague, "carol", pw); status != http.StatusSeeOther {
+		t.Fatalf("a colleague behind the same address got %d (Retry-After %d), want signed in", status, ra)
+	}
+}

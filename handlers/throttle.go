@@ -50,11 +50,12 @@ func (s *Server) throttleKeys(c echo.Context, username string) []throttleKey {
 	if dev := s.deviceID(c, username); dev != "" {
 		return []throttleKey{{throttleDevice, throttleDevice + ":" + username + "/" + dev, devicePolicy}}
 	}
-	// The address first: an address over its budget is refused before the account's
-	// count moves, so a spray over many accounts does not slow each account's owner.
+	// The account first: guesses at one account that its throttle refuses never
+	// reach the address's count, so people sharing the attacker's address (a NAT, a
+	// proxy) are not slowed by them. An address refusal takes the account's count back.
 	return []throttleKey{
-		{throttleAddress, throttleAddress + ":" + c.RealIP(), addressPolicy},
 		{throttleAccount, throttleAccount + ":" + username, accountPolicy},
+		{throttleAddress, throttleAddress + ":" + c.RealIP(), addressPolicy},
 	}
 }
 
