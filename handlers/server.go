@@ -69,6 +69,10 @@ type Config struct {
 	RecordingsDir string
 	// RecordingRetention is how long recordings are kept (default 90 days).
 	RecordingRetention time.Duration
+	// AgentEndpoint serves agents' WebSocket upgrades at AgentPath; nil: none.
+	AgentEndpoint http.Handler
+	// TunnelEndpoint serves local proxies' upgrades at TunnelPath; nil: none.
+	TunnelEndpoint http.Handler
 }
 
 // Server holds the dependencies of every handler.

@@ -36,6 +36,10 @@ type config struct {
 	// AllowAnyHost lets shellgate listen beyond loopback without a public URL, which
 	// turns off the Host and Origin checks that a public URL anchors.
 	AllowAnyHost bool
+	// AgentHeartbeat is how often agents are pinged; three misses end a link.
+	AgentHeartbeat time.Duration
+	// TunnelMaxLifetime is the longest lifetime a member may give a tunnel.
+	TunnelMaxLifetime time.Duration
 }
 
 func parseConfig(name string, args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
@@ -60,13 +64,21 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	retention := fs.String("recording-retention", env("RECORDING_RETENTION", "90d"), "how long terminal recordings are kept: days (90d) or a Go duration (SHELLGATE_RECORDING_RETENTION)")
 	idle := fs.String("session-idle-timeout", env("SESSION_IDLE_TIMEOUT", "2h"), "end a dashboard sign-in after this long without a request; an open terminal counts as activity (SHELLGATE_SESSION_IDLE_TIMEOUT)")
 	anyHost := fs.Bool("allow-any-host", env("ALLOW_ANY_HOST", "") == "true", "listen beyond loopback without --public-url, accepting any Host and Origin; unsafe, for people who know why (SHELLGATE_ALLOW_ANY_HOST=true)")
+	heartbeat := fs.Duration("agent-heartbeat", envDuration(getenv, "AGENT_HEARTBEAT", 20*time.Second), "how often agents are pinged; a link silent for three intervals is closed (SHELLGATE_AGENT_HEARTBEAT)")
+	tunnelMax := fs.Duration("tunnel-max-lifetime", envDuration(getenv, "TUNNEL_MAX_LIFETIME", 12*time.Hour), "the longest lifetime of a tunnel for native clients (SHELLGATE_TUNNEL_MAX_LIFETIME)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	cfg := &config{
+	if *tunnelMax < time.Minute || *tunnelMax > 30*24*time.Hour {
+		return nil, fmt.Errorf("tunnel max lifetime %v: want 1m to 720h", *tunnelMax)
+	}
+	if *heartbeat < 100*time.Millisecond || *heartbeat > 10*time.Minute {
+		return nil, fmt.Errorf("agent heartbeat %v: want 100ms to 10m", *heartbeat)
+	}
+	cfg := &config{AgentHeartbeat: *heartbeat, TunnelMaxLifetime: *tunnelMax,
 		Listen: *listen, DataDir: *dataDir, DatabaseURL: *dbURL, TLSCert: *tlsCert, TLSKey: *tlsKey,
 		AdminPassword: getenv("SHELLGATE_ADMIN_PASSWORD"), LogFormat: *logFormat, Demo: *demoMode,
 	}
@@ -175,4 +187,16 @@ func parseRetention(v string) (time.Duration, error) {
 		return dur, nil
 	}
 	return 0, fmt.Errorf("recording retention %q: want days like 90d or a duration like 720h", v)
+}
+
+// envDuration reads SHELLGATE_key as a Go duration, def when unset or malformed
+// (the flag's own parsing then reports nothing: a malformed variable is ignored
+// with the default, like the flag package would refuse it loudly only as a flag).
+func envDuration(getenv func(string) string, key string, def time.Duration) time.Duration {
+	if v := getenv("SHELLGATE_" + key); v != "" {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d
+		}
+	}
+	return def
 }
