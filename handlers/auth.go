@@ -12,6 +12,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/shellgate/shellgate/internal/password"
+	"github.com/shellgate/shellgate/metrics"
 	"github.com/shellgate/shellgate/store"
 	"github.com/shellgate/shellgate/views/pages"
 )
@@ -59,6 +60,7 @@ func (s *Server) login(c echo.Context) error {
 			}
 			secs := int((wait + time.Second - 1) / time.Second)
 			s.audit(c, nil, "login", username, false, map[string]string{"reason": "throttled", "throttle": k.kind, "wait_s": strconv.Itoa(secs)})
+			s.cfg.Ops.Metrics.SignIn(metrics.SignInThrottled)
 			c.Response().Header().Set("Retry-After", strconv.Itoa(secs))
 			return fail(http.StatusTooManyRequests, fmt.Sprintf("Too many failed sign-in attempts. Try again in %d second%s.", secs, plural(secs)))
 		}
@@ -90,6 +92,7 @@ func (s *Server) login(c echo.Context) error {
 			reason = "account disabled"
 		}
 		s.audit(c, nil, "login", username, false, map[string]string{"reason": reason})
+		s.cfg.Ops.Metrics.SignIn(metrics.SignInFailure)
 		return fail(http.StatusUnauthorized, errBadCredentials)
 	}
 
@@ -117,6 +120,7 @@ func (s *Server) login(c echo.Context) error {
 	}
 	s.setDeviceCookie(c, u.Username)
 	s.audit(c, u, "login", u.Username, true, nil)
+	s.cfg.Ops.Metrics.SignIn(metrics.SignInSuccess)
 	return c.Redirect(http.StatusSeeOther, next)
 }
 

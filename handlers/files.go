@@ -8,11 +8,13 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/shellgate/shellgate/jobs"
+	"github.com/shellgate/shellgate/metrics"
 	"github.com/shellgate/shellgate/store"
 	"github.com/shellgate/shellgate/terminal"
 )
@@ -257,8 +259,10 @@ func (s *Server) filesDownload(c echo.Context) error {
 	}
 	s.auditFile(c, fc, "file.download", nil, detail)
 	attachmentHeaders(c.Response().Header(), rf.Name(), "application/octet-stream")
+	start := time.Now()
 	// The Content-Type is set, so ServeContent does not sniff; the name is unused.
 	http.ServeContent(c.Response(), c.Request(), "", rf.ModTime(), rf)
+	s.cfg.Ops.Metrics.FileTransfer(metrics.Download, c.Response().Size, time.Since(start), c.Request().Context().Err())
 	return nil
 }
 
@@ -285,7 +289,9 @@ func (s *Server) filesArchive(c echo.Context) error {
 	}
 	attachmentHeaders(c.Response().Header(), name+".zip", "application/zip")
 	c.Response().WriteHeader(http.StatusOK)
+	start := time.Now()
 	res, err := fc.files.WriteZip(ctx, e.Path, c.Response())
+	s.cfg.Ops.Metrics.FileTransfer(metrics.Download, c.Response().Size, time.Since(start), err)
 	detail := map[string]string{"path": e.Path, "files": strconv.Itoa(res.Files), "bytes": strconv.FormatInt(res.Bytes, 10)}
 	if len(res.Skipped) > 0 {
 		detail["skipped"] = strconv.Itoa(len(res.Skipped))
@@ -318,7 +324,11 @@ func (s *Server) filesUpload(c echo.Context) error {
 	}
 	defer fc.release()
 	dir, rel := q.Get("dir"), q.Get("name")
-	res, err := fc.files.Upload(r.Context(), dir, rel, r.Body, terminal.UploadOptions{Size: size, Overwrite: q.Get("overwrite") == "1"})
+	body, start := &metrics.CountingReader{R: r.Body}, time.Now()
+	res, err := fc.files.Upload(r.Context(), dir, rel, body, terminal.UploadOptions{Size: size, Overwrite: q.Get("overwrite") == "1"})
+	if !errors.Is(err, terminal.ErrExists) {
+		s.cfg.Ops.Metrics.FileTransfer(metrics.Upload, body.N, time.Since(start), err)
+	}
 	detail := map[string]string{"path": path.Join(dir, rel), "size": strconv.FormatInt(size, 10)}
 	if err == nil {
 		detail["path"], detail["size"] = res.Path, strconv.FormatInt(res.Size, 10)

@@ -69,6 +69,8 @@ type Config struct {
 	RecordingsDir string
 	// RecordingRetention is how long recordings are kept (default 90 days).
 	RecordingRetention time.Duration
+	// Ops feeds the system page and the metrics endpoint (see system.go).
+	Ops OpsConfig
 	// AgentEndpoint serves agents' WebSocket upgrades at AgentPath; nil: none.
 	AgentEndpoint http.Handler
 	// TunnelEndpoint serves local proxies' upgrades at TunnelPath; nil: none.

@@ -53,6 +53,9 @@ type Worker struct {
 	Backoff      time.Duration // first retry delay; default 10s
 	MaxBackoff   time.Duration // default 30m
 
+	// OnFinish, when set, hears of every job run: a removal or not, and its error.
+	OnFinish func(removing bool, err error)
+
 	wake chan struct{}
 }
 
@@ -149,6 +152,9 @@ func (w *Worker) RunOnce(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("claim: %w", err)
 	}
 	retryAt, jobErr := w.run(ctx, d)
+	if w.OnFinish != nil {
+		w.OnFinish(d.State == store.DeployRemoving, jobErr)
+	}
 	// Recording the outcome must survive a cancelled ctx (shutdown mid-job).
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()

@@ -75,6 +75,9 @@ func NewPool(m *Manager, cfg PoolConfig) *Pool {
 	if cfg.Logger == nil {
 		cfg.Logger = m.log
 	}
+	if cfg.DialOptions.Observe == nil {
+		cfg.DialOptions.Observe = m.cfg.DialOptions.Observe
+	}
 	p := &Pool{m: m, cfg: cfg, log: cfg.Logger, entries: make(map[PoolKey]*poolEntry)}
 	m.onShutdown(p.Close)
 	return p

@@ -36,6 +36,11 @@ type config struct {
 	// AllowAnyHost lets shellgate listen beyond loopback without a public URL, which
 	// turns off the Host and Origin checks that a public URL anchors.
 	AllowAnyHost bool
+	// Metrics: a separate listener (with pprof if asked), and/or a token file that
+	// opens /metrics on the main port (see ops.go).
+	MetricsListen    string
+	MetricsTokenFile string
+	Pprof            bool
 	// AgentHeartbeat is how often agents are pinged; three misses end a link.
 	AgentHeartbeat time.Duration
 	// TunnelMaxLifetime is the longest lifetime a member may give a tunnel.
@@ -64,6 +69,9 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	retention := fs.String("recording-retention", env("RECORDING_RETENTION", "90d"), "how long terminal recordings are kept: days (90d) or a Go duration (SHELLGATE_RECORDING_RETENTION)")
 	idle := fs.String("session-idle-timeout", env("SESSION_IDLE_TIMEOUT", "2h"), "end a dashboard sign-in after this long without a request; an open terminal counts as activity (SHELLGATE_SESSION_IDLE_TIMEOUT)")
 	anyHost := fs.Bool("allow-any-host", env("ALLOW_ANY_HOST", "") == "true", "listen beyond loopback without --public-url, accepting any Host and Origin; unsafe, for people who know why (SHELLGATE_ALLOW_ANY_HOST=true)")
+	metricsListen := fs.String("metrics-listen", env("METRICS_LISTEN", ""), "serve Prometheus metrics at /metrics on this separate address, e.g. 127.0.0.1:9090; no authentication, keep it private (SHELLGATE_METRICS_LISTEN)")
+	metricsToken := fs.String("metrics-token-file", env("METRICS_TOKEN_FILE", ""), "serve /metrics on the main port too, to requests with Authorization: Bearer <the file's content> (SHELLGATE_METRICS_TOKEN_FILE)")
+	pprofOn := fs.Bool("pprof", env("PPROF", "") == "true", "also serve net/http/pprof under /debug/pprof/ on the metrics listener (SHELLGATE_PPROF=true)")
 	heartbeat := fs.Duration("agent-heartbeat", envDuration(getenv, "AGENT_HEARTBEAT", 20*time.Second), "how often agents are pinged; a link silent for three intervals is closed (SHELLGATE_AGENT_HEARTBEAT)")
 	tunnelMax := fs.Duration("tunnel-max-lifetime", envDuration(getenv, "TUNNEL_MAX_LIFETIME", 12*time.Hour), "the longest lifetime of a tunnel for native clients (SHELLGATE_TUNNEL_MAX_LIFETIME)")
 	if err := fs.Parse(args); err != nil {
@@ -81,6 +89,10 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	cfg := &config{AgentHeartbeat: *heartbeat, TunnelMaxLifetime: *tunnelMax,
 		Listen: *listen, DataDir: *dataDir, DatabaseURL: *dbURL, TLSCert: *tlsCert, TLSKey: *tlsKey,
 		AdminPassword: getenv("SHELLGATE_ADMIN_PASSWORD"), LogFormat: *logFormat, Demo: *demoMode,
+		MetricsListen: *metricsListen, MetricsTokenFile: *metricsToken, Pprof: *pprofOn,
+	}
+	if cfg.Pprof && cfg.MetricsListen == "" {
+		return nil, errors.New("--pprof needs --metrics-listen: profiles are served only on the metrics listener")
 	}
 	n, err := strconv.Atoi(*maxTerms)
 	if err != nil || n < 1 || n > 10000 {
