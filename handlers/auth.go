@@ -3,7 +3,6 @@ package handlers
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -62,7 +61,7 @@ func (s *Server) login(c echo.Context) error {
 			s.audit(c, nil, "login", username, false, map[string]string{"reason": "throttled", "throttle": k.kind, "wait_s": strconv.Itoa(secs)})
 			s.cfg.Ops.Metrics.SignIn(metrics.SignInThrottled)
 			c.Response().Header().Set("Retry-After", strconv.Itoa(secs))
-			return fail(http.StatusTooManyRequests, fmt.Sprintf("Too many failed sign-in attempts. Try again in %d second%s.", secs, plural(secs)))
+			return fail(http.StatusTooManyRequests, "Too many failed sign-in attempts. Try again in "+plural(secs, "second")+".")
 		}
 	}
 
@@ -122,13 +121,6 @@ func (s *Server) login(c echo.Context) error {
 	s.audit(c, u, "login", u.Username, true, nil)
 	s.cfg.Ops.Metrics.SignIn(metrics.SignInSuccess)
 	return c.Redirect(http.StatusSeeOther, next)
-}
-
-func plural(n int) string {
-	if n == 1 {
-		return ""
-	}
-	return "s"
 }
 
 func (s *Server) logout(c echo.Context) error {

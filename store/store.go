@@ -123,6 +123,7 @@ type Store interface {
 	KeyStore
 	TicketStore
 	AuditStore
+	AccessStore
 
 	Close() error
 }

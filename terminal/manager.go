@@ -21,6 +21,9 @@ type Config struct {
 	Window     int           // unacked output per session before reading pauses; default DefaultWindow
 	Grace      time.Duration // how long a detached session waits for resume; default 60s
 	MaxPerUser int           // live sessions per user (detached ones count); default 10
+	// MaxPendingPerUser bounds a user's sockets upgraded but not yet opened
+	// (no first message yet; see Admit); default 4.
+	MaxPendingPerUser int
 
 	FirstMessageTimeout time.Duration // open/resume must arrive within; default 10s
 	PingInterval        time.Duration // server pings; default 25s
@@ -42,6 +45,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxPerUser <= 0 {
 		c.MaxPerUser = 10
+	}
+	if c.MaxPendingPerUser <= 0 {
+		c.MaxPendingPerUser = 4
 	}
 	if c.FirstMessageTimeout <= 0 {
 		c.FirstMessageTimeout = 10 * time.Second
@@ -72,6 +78,7 @@ type Manager struct {
 	closing  bool
 	sessions map[string]*Session
 	perUser  map[string]int // live sessions plus opens in progress
+	pending  map[string]int // sockets admitted, first message not yet read
 	bridges  map[*bridge]struct{}
 	closers  []func()       // run by Shutdown (the file connection pool)
 	wg       sync.WaitGroup // session goroutines and Serve calls
@@ -85,6 +92,7 @@ func NewManager(cfg Config) *Manager {
 		log:      cfg.Logger,
 		sessions: make(map[string]*Session),
 		perUser:  make(map[string]int),
+		pending:  make(map[string]int),
 		bridges:  make(map[*bridge]struct{}),
 	}
 }
@@ -207,6 +215,30 @@ func (m *Manager) removeBridge(b *bridge) {
 	m.wg.Done()
 }
 
+// Admit counts a socket of user about to be upgraded, before the upgrade:
+// each one costs a connection and a goroutine until its first message (or
+// FirstMessageTimeout). It fails with ErrTooManyPending beyond
+// Config.MaxPendingPerUser; otherwise pass release as Hooks.Admitted (it is
+// safe to call more than once).
+func (m *Manager) Admit(user string) (release func(), err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.pending[user] >= m.cfg.MaxPendingPerUser {
+		return nil, fmt.Errorf("%w (limit %d)", ErrTooManyPending, m.cfg.MaxPendingPerUser)
+	}
+	m.pending[user]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			if m.pending[user]--; m.pending[user] <= 0 {
+				delete(m.pending, user)
+			}
+		})
+	}, nil
+}
+
 // reserve claims a session slot for user before dialing, so concurrent
 // opens cannot exceed the cap.
 func (m *Manager) reserve(user string) error {
@@ -239,9 +271,12 @@ func (m *Manager) register(s *Session) error {
 		return ErrShutdown
 	}
 	m.sessions[s.id] = s
-	m.wg.Add(2)
+	m.wg.Add(3)
 	go func() { defer m.wg.Done(); s.pump() }()
 	go func() { defer m.wg.Done(); s.resizer() }()
+	// A failed stdin write means the channel is closing: the pump sees the
+	// end and records why, so the error itself is not the cause.
+	go func() { defer m.wg.Done(); s.input.run(s.ctx) }()
 	return nil
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/shellgate/shellgate/handlers"
 	"github.com/shellgate/shellgate/internal/logring"
 	"github.com/shellgate/shellgate/internal/password"
+	"github.com/shellgate/shellgate/internal/revoke"
 	"github.com/shellgate/shellgate/internal/secrets"
 	"github.com/shellgate/shellgate/jobs"
 	"github.com/shellgate/shellgate/store"
@@ -164,6 +165,10 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	}); ok {
 		met.WatchDeployQueue(dc.DeploymentCounts)
 	}
+	// Revocations made here wake live sessions at once; the watch notices those made
+	// by another process on the same database (e.g. `shellgate user disable`).
+	rv := revoke.New(st, revoke.NewLocalBus(), logger)
+	go rv.Watch(ctx, time.Second)
 
 	hcfg := handlers.Config{
 		PublicURL:       cfg.PublicURL,
@@ -181,7 +186,7 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 			InstallWithPassword: func(ctx context.Context, t *terminal.Target, password string, log func(string)) error {
 				return jobs.InstallWithPassword(ctx, dialer, gateway, t, password, log)
 			},
-			Wake:   worker.Wake,
+			Wake:              worker.Wake,
 			Agents:            hub,
 			Tunnels:           sources,
 			TunnelMaxLifetime: cfg.TunnelMaxLifetime,
@@ -191,6 +196,7 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		Terminals:          terms,
 		SessionIdleTimeout: cfg.SessionIdleTimeout,
 		DeviceKey:          keys.Derive("device-cookie", 32),
+		Revoke:             rv,
 		RecordingsDir:      filepath.Join(cfg.DataDir, "recordings"),
 		RecordingRetention: cfg.RecordingRetention,
 		Ops: handlers.OpsConfig{
