@@ -1,5 +1,5 @@
 # make test: everything CI runs, on a fresh machine. It installs what is missing first.
-.PHONY: test deps generate check-generated vet gotest verify-unit e2e build bench bench-store
+.PHONY: test deps generate check-generated vet gotest verify-unit e2e build bench bench-store vuln
 
 GO ?= go
 # Go 1.27.3 carries the standard-library fixes govulncheck asks for; this machine's Go is
@@ -47,3 +47,11 @@ bench:
 # throwaway PostgreSQL (fsync off: its write figures are a best case).
 bench-store:
 	$(GO) test -run '^$$' -bench . -benchtime 2000x ./store/
+
+# Known vulnerabilities reachable from shellgate's code, in the standard library and
+# every module (docs/security.md). Needs the Go vulnerability database: vuln.go.dev,
+# or a mirror named in GOVULNDB. Run before a release and after any go.mod change.
+GOVULNCHECK ?= golang.org/x/vuln/cmd/govulncheck@v1.9.0
+GOVULNDB ?= https://vuln.go.dev
+vuln:
+	$(GO) run $(GOVULNCHECK) -db $(GOVULNDB) ./...

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -30,7 +31,45 @@ func (s *Server) usersModel(c echo.Context) (pages.UsersModel, error) {
 			CreatedAt: u.CreatedAt, IsSelf: u.ID == me.ID,
 		})
 	}
+	now := s.cfg.Now()
+	throttles, err := s.store.ListThrottles(c.Request().Context(), now.Add(-accountPolicy.Reset))
+	if err != nil {
+		return pages.UsersModel{}, err
+	}
+	for _, t := range throttles {
+		kind, subject, _ := strings.Cut(t.Key, ":")
+		switch kind {
+		case throttleAccount, throttleAddress:
+		case throttleDevice:
+			user, id, _ := strings.Cut(subject, "/")
+			subject = user + "'s browser " + id[:min(8, len(id))]
+		default:
+			continue // not a sign-in throttle
+		}
+		wait := "—"
+		if d := t.NextAt.Sub(now); d > 0 {
+			wait = d.Round(time.Second).String()
+		}
+		m.Throttles = append(m.Throttles, pages.ThrottleRow{Key: t.Key, Kind: kind, Subject: subject,
+			Failures: t.Failures, Until: t.NextAt, WaitText: wait})
+	}
 	return m, nil
+}
+
+// clearThrottle lets the next sign-in attempt of an account, address or browser
+// through at once (someone locked out of patience by an attack asks an admin).
+func (s *Server) clearThrottle(c echo.Context) error {
+	key := c.FormValue("key")
+	kind, _, _ := strings.Cut(key, ":")
+	if kind != throttleAccount && kind != throttleAddress && kind != throttleDevice {
+		return echo.NewHTTPError(http.StatusBadRequest, "That is not a sign-in throttle.")
+	}
+	if err := s.store.ClearThrottle(c.Request().Context(), key); err != nil {
+		return err
+	}
+	s.audit(c, currentUser(c), "throttle.clear", key, true, nil)
+	s.setFlash(c, "ok", "Throttle cleared.")
+	return c.Redirect(http.StatusSeeOther, "/admin/users")
 }
 
 func (s *Server) usersPage(c echo.Context) error {
@@ -60,7 +99,7 @@ func (s *Server) createUser(c echo.Context) error {
 		return again("Choose a role: member or admin.")
 	}
 	pw := password.Generate()
-	hash, err := password.Hash(pw)
+	hash, err := s.hashes.Hash(c.Request().Context(), pw)
 	if err != nil {
 		return err
 	}
@@ -128,7 +167,7 @@ func (s *Server) resetPassword(c echo.Context) error {
 		return err
 	}
 	pw := password.Generate()
-	hash, err := password.Hash(pw)
+	hash, err := s.hashes.Hash(c.Request().Context(), pw)
 	if err != nil {
 		return err
 	}

@@ -3,9 +3,9 @@ package handlers_test
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"crypto/ed25519"
 	"crypto/rand"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -103,8 +103,8 @@ func newAgentEnv(t *testing.T, heartbeat time.Duration) *agentEnv {
 	deployer := &terminal.Deployer{Dialer: router, Auth: terminal.Auth{Signers: []ssh.Signer{gwSigner}}}
 	cfg := handlers.Config{
 		SessionHashKey: randomKey(64), SessionBlockKey: randomKey(32), CSRFKey: randomKey(32), Secrets: keyring,
-		Logger: logger,
-		Stacks: handlers.StacksConfig{Gateway: gateway, Dialer: router, Scan: deployer.ScanHostKey, Agents: hub, Tunnels: sources},
+		Logger:         logger,
+		Stacks:         handlers.StacksConfig{Gateway: gateway, Dialer: router, Scan: deployer.ScanHostKey, Agents: hub, Tunnels: sources},
 		Terminals:      terminal.NewManager(terminal.Config{Dialer: router, Logger: logger}),
 		AgentEndpoint:  hub,
 		TunnelEndpoint: sources,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -15,21 +16,12 @@ import (
 	"github.com/shellgate/shellgate/views/pages"
 )
 
-// throttle bounds failed sign-ins in a sliding window, per account and per client
-// address. Counts live in the store so several replicas share them.
-type throttle struct {
-	Window  time.Duration
-	PerUser int
-	PerIP   int
-}
-
-var defaultThrottle = throttle{Window: 15 * time.Minute, PerUser: 10, PerIP: 30}
-
 // errBadCredentials is the one message for a wrong username or a wrong password, so
 // the form does not reveal which accounts exist.
 const errBadCredentials = "Wrong username or password."
 
-const errThrottled = "Too many failed sign-in attempts. Wait 15 minutes and try again, or ask an administrator."
+// errHashBusy answers a sign-in that found no room to check its password in time.
+const errHashBusy = "shellgate is checking many sign-ins right now. Try again in a moment."
 
 func (s *Server) loginPage(c echo.Context) error {
 	if currentUser(c) != nil {
@@ -38,12 +30,16 @@ func (s *Server) loginPage(c echo.Context) error {
 	return render(c, http.StatusOK, pages.Login(s.page(c, "Sign in", ""), pages.LoginModel{Next: c.QueryParam("next")}))
 }
 
+// login checks a password the way the README's security model says: every throttle
+// that applies is reserved (the attempt counted) before the password is checked, so
+// concurrent guesses cannot get past the count; the check runs under a bounded
+// memory budget; a browser that signed in to this account before is throttled on its
+// own, so an attacker elsewhere cannot keep the right person out.
 func (s *Server) login(c echo.Context) error {
 	ctx := c.Request().Context()
 	username := strings.TrimSpace(c.FormValue("username"))
 	pw := c.FormValue("password")
 	next := safeNext(c.FormValue("next"))
-	ip := c.RealIP()
 	fail := func(status int, msg string) error {
 		return render(c, status, pages.Login(s.page(c, "Sign in", ""), pages.LoginModel{Username: username, Error: msg, Next: next}))
 	}
@@ -51,29 +47,45 @@ func (s *Server) login(c echo.Context) error {
 		return fail(http.StatusBadRequest, errBadCredentials)
 	}
 
-	byUser, byIP, err := s.store.LoginFailures(ctx, username, ip, s.cfg.Now().Add(-s.throttle.Window))
-	if err != nil {
-		return err
-	}
-	if byUser >= s.throttle.PerUser || byIP >= s.throttle.PerIP {
-		s.audit(c, nil, "login", username, false, map[string]string{"reason": "throttled"})
-		s.cfg.Ops.Metrics.SignIn(metrics.SignInThrottled)
-		return fail(http.StatusTooManyRequests, errThrottled)
+	keys := s.throttleKeys(c, strings.ToLower(username))
+	for i, k := range keys {
+		wait, err := s.store.ReserveAttempt(ctx, k.key, k.policy, s.cfg.Now())
+		if err != nil {
+			return err
+		}
+		if wait > 0 {
+			for _, done := range keys[:i] { // no password is checked: nothing counts
+				_ = s.store.RefundAttempt(ctx, done.key)
+			}
+			secs := int((wait + time.Second - 1) / time.Second)
+			s.audit(c, nil, "login", username, false, map[string]string{"reason": "throttled", "throttle": k.kind, "wait_s": strconv.Itoa(secs)})
+			s.cfg.Ops.Metrics.SignIn(metrics.SignInThrottled)
+			c.Response().Header().Set("Retry-After", strconv.Itoa(secs))
+			return fail(http.StatusTooManyRequests, "Too many failed sign-in attempts. Try again in "+plural(secs, "second")+".")
+		}
 	}
 
 	u, err := s.store.UserByName(ctx, username)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		password.VerifyNothing(pw) // same time as a wrong password
+		u = nil
+		err = s.hashes.VerifyNothing(ctx, pw) // same time as a wrong password
+		if err == nil {
+			err = password.ErrMismatch
+		}
 	case err != nil:
 		return err
 	default:
-		err = password.Verify(u.PasswordHash, pw)
+		err = s.hashes.Verify(ctx, u.PasswordHash, pw)
+	}
+	if errors.Is(err, password.ErrBusy) {
+		for _, k := range keys { // the password was not checked: the attempt does not count
+			_ = s.store.RefundAttempt(ctx, k.key)
+		}
+		c.Response().Header().Set("Retry-After", "2")
+		return fail(http.StatusServiceUnavailable, errHashBusy)
 	}
 	if err != nil || u.Disabled {
-		if rerr := s.store.RecordLoginFailure(ctx, username, ip, s.cfg.Now()); rerr != nil {
-			return rerr
-		}
 		reason := "bad credentials"
 		if err == nil {
 			reason = "account disabled"
@@ -83,12 +95,29 @@ func (s *Server) login(c echo.Context) error {
 		return fail(http.StatusUnauthorized, errBadCredentials)
 	}
 
-	if err := s.store.ClearLoginFailures(ctx, username); err != nil {
-		return err
+	for _, k := range keys {
+		if k.kind == throttleAddress {
+			// Others share this address (a NAT, a proxy): a success takes back only
+			// its own count.
+			err = s.store.RefundAttempt(ctx, k.key)
+		} else {
+			err = s.store.ClearThrottle(ctx, k.key)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if password.NeedsRehash(u.PasswordHash) {
+		if h, err := s.hashes.Hash(ctx, pw); err == nil {
+			if err := s.store.UpgradePasswordHash(ctx, u.ID, u.PasswordHash, h); err != nil {
+				s.log.Warn("password hash not upgraded", "user", u.Username, "err", err)
+			}
+		}
 	}
 	if err := s.startSession(c, u); err != nil {
 		return err
 	}
+	s.setDeviceCookie(c, u.Username)
 	s.audit(c, u, "login", u.Username, true, nil)
 	s.cfg.Ops.Metrics.SignIn(metrics.SignInSuccess)
 	return c.Redirect(http.StatusSeeOther, next)
@@ -103,15 +132,6 @@ func (s *Server) logout(c echo.Context) error {
 		s.audit(c, u, "logout", u.Username, true, nil)
 	}
 	return c.Redirect(http.StatusSeeOther, "/login")
-}
-
-// safeNext keeps post-sign-in redirects on this site: only a local absolute path.
-func safeNext(next string) string {
-	if next == "" || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") ||
-		strings.HasPrefix(next, "/\\") || strings.ContainsAny(next, "\r\n") {
-		return "/"
-	}
-	return next
 }
 
 // audit appends an event. A failure to write the log is logged, not hidden, but does

@@ -6,7 +6,6 @@ import (
 	"net/url"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/shellgate/shellgate/handlers"
 	"github.com/shellgate/shellgate/store"
@@ -183,51 +182,6 @@ func TestCSRFTokenBoundToSession(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("another session's token: %d, want 403", resp.StatusCode)
-	}
-}
-
-// TestRepeatedWrongPasswordsAreThrottled: online guessing against one account stops
-// after a few tries, even with the right password afterwards, and the block holds
-// when the attacker claims another address through X-Forwarded-For.
-func TestRepeatedWrongPasswordsAreThrottled(t *testing.T) {
-	e := newEnv(t)
-	e.addUser("alice", pw, store.RoleMember)
-	b := e.browser()
-	b.get("/login")
-	for i := range 10 {
-		resp := b.post("/login", url.Values{"username": {"alice"}, "password": {"guess number " + string(rune('a'+i))}},
-			"X-Forwarded-For", "203.0.113."+string(rune('1'+i%9)))
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusUnauthorized {
-			t.Fatalf("attempt %d: %d, want 401", i, resp.StatusCode)
-		}
-	}
-	resp := b.post("/login", url.Values{"username": {"alice"}, "password": {pw}}, "X-Forwarded-For", "198.51.100.7")
-	text := body(t, resp)
-	if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(text, "Too many failed sign-in attempts") {
-		t.Fatalf("after 10 failures the right password got %d, want 429 with a message", resp.StatusCode)
-	}
-	events, _ := e.store.ListEvents(context.Background(), store.EventFilter{Kind: "login"})
-	if len(events) == 0 || events[0].OK || events[0].Detail["reason"] != "throttled" {
-		t.Fatalf("throttled attempt not audited: %+v", events)
-	}
-}
-
-// TestThrottlePerAddress: one address spraying many accounts is slowed as well.
-func TestThrottlePerAddress(t *testing.T) {
-	e := newEnv(t)
-	e.addUser("alice", pw, store.RoleMember)
-	for i := range 30 {
-		if err := e.store.RecordLoginFailure(context.Background(), "user"+string(rune('a'+i%26)), "127.0.0.1", time.Now()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b := e.browser()
-	b.get("/login")
-	resp := b.post("/login", url.Values{"username": {"alice"}, "password": {pw}})
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusTooManyRequests {
-		t.Fatalf("got %d, want 429 after 30 failures from this address", resp.StatusCode)
 	}
 }
 

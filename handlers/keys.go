@@ -50,21 +50,6 @@ const errSealedKeyTampered = "The stored private key failed its integrity check:
 	"sealed under another master key, so shellgate refused to use it. Delete this key and add it again; " +
 	"tell your administrator, who should check who can write to the database."
 
-// limitKeyForms bounds request bodies on /keys before any middleware parses a form
-// (the CSRF check reads _csrf from multipart bodies too).
-func limitKeyForms(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		r := c.Request()
-		if r.Method == http.MethodPost && (r.URL.Path == "/keys" || strings.HasPrefix(r.URL.Path, "/keys/")) {
-			if r.ContentLength > maxKeyForm {
-				return echo.NewHTTPError(http.StatusRequestEntityTooLarge, "That is far too large to be an SSH key.")
-			}
-			r.Body = http.MaxBytesReader(c.Response(), r.Body, maxKeyForm)
-		}
-		return next(c)
-	}
-}
-
 // keysModel lists the user's keys; the forms are filled by the caller.
 func (s *Server) keysModel(c echo.Context, tab string) (pages.KeysModel, error) {
 	u := currentUser(c)

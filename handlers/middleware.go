@@ -21,6 +21,8 @@ const (
 	ctxUser    = "sg.user"
 	ctxSession = "sg.session"
 	ctxCSRF    = "sg.csrf"
+	// ctxCSRFNonce is the browser's CSRF nonce, read (or set) once per request.
+	ctxCSRFNonce = "sg.csrfnonce"
 )
 
 func randomToken(n int) string {
@@ -92,41 +94,78 @@ func (s *Server) csrfNonceCookie() string {
 // is same-origin (Origin / Sec-Fetch-Site), and the form or header must carry a token
 // that is an HMAC of a per-browser nonce cookie and the signed-in session, so a token
 // stolen from one session is worthless in another.
+//
+// A body is read for the token only when it may be read at all: bodyPolicy has already
+// bounded it, and a client that is not signed in has its form read on POST /login alone
+// and /logout (8 KiB, no multipart); anywhere else it must send the token in X-CSRF-Token.
 func (s *Server) csrf(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
-		nonce := ""
-		if ck, err := r.Cookie(s.csrfNonceCookie()); err == nil && len(ck.Value) >= 22 {
-			nonce = ck.Value
-		} else {
-			nonce = randomToken(24)
-			http.SetCookie(c.Response(), &http.Cookie{
-				Name: s.csrfNonceCookie(), Value: nonce, Path: "/",
-				HttpOnly: true, Secure: s.secure, SameSite: http.SameSiteStrictMode,
-			})
-		}
-		token := s.csrfToken(nonce, sessionID(c))
+		token := s.csrfToken(s.csrfNonce(c), sessionID(c))
 		c.Set(ctxCSRF, token)
 
 		switch r.Method {
 		case http.MethodGet, http.MethodHead, http.MethodOptions:
 			return next(c)
 		}
-		if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
-			return echo.NewHTTPError(http.StatusForbidden, "Cross-site request refused.")
-		}
-		if origin := r.Header.Get("Origin"); origin != "" && origin != s.expectedOrigin(c) {
+		if !s.sameOrigin(c) {
 			return echo.NewHTTPError(http.StatusForbidden, "Cross-site request refused.")
 		}
 		sent := r.Header.Get("X-CSRF-Token")
-		if sent == "" {
-			sent = c.FormValue("_csrf")
+		if sent == "" && (currentUser(c) != nil || anonymousForms[r.Method+" "+c.Path()]) {
+			if err := parseForm(c); err != nil {
+				return err
+			}
+			sent = r.PostFormValue("_csrf")
 		}
 		if sent == "" || !hmac.Equal([]byte(sent), []byte(token)) {
 			return echo.NewHTTPError(http.StatusForbidden, "This form has expired or did not come from shellgate. Reload the page and try again.")
 		}
 		return next(c)
 	}
+}
+
+// anonymousForms are the only routes whose form body is read before sign-in.
+var anonymousForms = map[string]bool{"POST /login": true, "POST /logout": true}
+
+// csrfNonce returns the browser's CSRF nonce, setting a new one when it has none.
+func (s *Server) csrfNonce(c echo.Context) string {
+	if v, ok := c.Get(ctxCSRFNonce).(string); ok {
+		return v
+	}
+	nonce := ""
+	if ck, err := c.Request().Cookie(s.csrfNonceCookie()); err == nil && len(ck.Value) >= 22 {
+		nonce = ck.Value
+	} else {
+		nonce = randomToken(24)
+		http.SetCookie(c.Response(), &http.Cookie{
+			Name: s.csrfNonceCookie(), Value: nonce, Path: "/",
+			HttpOnly: true, Secure: s.secure, SameSite: http.SameSiteStrictMode,
+		})
+	}
+	c.Set(ctxCSRFNonce, nonce)
+	return nonce
+}
+
+// sameOrigin reports whether the browser says the request comes from shellgate's own
+// pages (a missing header says nothing either way; the token decides).
+func (s *Server) sameOrigin(c echo.Context) bool {
+	r := c.Request()
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
+		return false
+	}
+	if origin := r.Header.Get("Origin"); origin != "" && origin != s.expectedOrigin(c) {
+		return false
+	}
+	return true
+}
+
+// csrfHeaderValid reports whether X-CSRF-Token carries this session's token, without
+// touching the body.
+func (s *Server) csrfHeaderValid(c echo.Context) bool {
+	sent := c.Request().Header.Get("X-CSRF-Token")
+	want := s.csrfToken(s.csrfNonce(c), sessionID(c))
+	return sent != "" && hmac.Equal([]byte(sent), []byte(want))
 }
 
 func (s *Server) csrfToken(nonce, sid string) string {

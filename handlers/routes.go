@@ -10,8 +10,9 @@ import (
 
 // routes registers every route of the application: the whole surface on one screen.
 func (s *Server) routes(e *echo.Echo) {
-	e.Pre(s.checkHost, limitKeyForms)
-	e.Use(s.recoverPanics, s.securityHeaders, s.loadSession, s.csrf)
+	e.Pre(s.checkHost)
+	// bodyPolicy bounds every body before anything (csrf included) may read it.
+	e.Use(s.recoverPanics, s.securityHeaders, s.loadSession, s.bodyPolicy, s.csrf)
 
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok") })
 	e.GET("/metrics", s.metricsEndpoint) // bearer token only; 404 unless configured
@@ -64,8 +65,9 @@ func (s *Server) routes(e *echo.Echo) {
 	app.POST("/api/terminal/tickets", s.issueTicket)
 	// The terminal socket stays out of any timeout or compression middleware.
 	app.GET("/api/terminal/ws", s.terminalSocket)
-	// Files beside the terminal: transfers stream for as long as they take, so these
-	// routes stay out of body limits and timeouts (see files.go).
+	// Files beside the terminal: transfers stream for as long as they take, so the
+	// upload stays out of the body limit (for a signed-in page with a header CSRF token
+	// only, see bodylimit.go) and out of timeouts (see files.go).
 	files := app.Group("/stacks/:id/servers/:sid/files")
 	files.GET("", s.filesList)
 	files.GET("/count", s.filesCount)
@@ -95,6 +97,7 @@ func (s *Server) routes(e *echo.Echo) {
 	admin.POST("/users/:id/disable", s.setUserDisabled(true))
 	admin.POST("/users/:id/enable", s.setUserDisabled(false))
 	admin.POST("/users/:id/password", s.resetPassword)
+	admin.POST("/throttles/clear", s.clearThrottle)
 	admin.POST("/users/:id/end-sessions", s.endSessions)
 	admin.GET("/live", s.livePage)
 	admin.GET("/system", s.systemPage)

@@ -6,6 +6,8 @@ package handlers
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"fmt"
 	"log/slog"
 	"net"
@@ -18,6 +20,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/shellgate/shellgate/internal/password"
 	"github.com/shellgate/shellgate/internal/revoke"
 	"github.com/shellgate/shellgate/static"
 	"github.com/shellgate/shellgate/store"
@@ -41,7 +44,15 @@ type Config struct {
 	SessionHashKey, SessionBlockKey, CSRFKey []byte
 	// SessionTTL is how long a sign-in lasts (default 12 h).
 	SessionTTL time.Duration
-	Logger     *slog.Logger
+	// SessionIdleTimeout ends a sign-in that made no request for this long (default
+	// 2 h); an open terminal page keeps its session alive.
+	SessionIdleTimeout time.Duration
+	// DeviceKey (32 bytes) signs the cookies that mark browsers which signed in
+	// before. Nil: derived from CSRFKey.
+	DeviceKey []byte
+	// Passwords bounds the memory of password hashing. Nil: sized from the machine.
+	Passwords *password.Limiter
+	Logger    *slog.Logger
 	// Secrets seals private SSH keys at rest (the master key ring). Required: there
 	// is no plaintext fallback.
 	Secrets Sealer
@@ -76,18 +87,19 @@ type Config struct {
 
 // Server holds the dependencies of every handler.
 type Server struct {
-	cfg      Config
-	store    store.Store
-	cookies  *sessions.CookieStore
-	log      *slog.Logger
-	assets   views.Assets
-	secure   bool // cookies carry Secure: the public URL is https
-	throttle throttle
-	stacks   StacksConfig
-	terms    *terminal.Manager
-	files    *terminal.Pool // SSH connections of the file panel, one per user × server
-	revoke   *revoke.Service
-	live     liveSessions
+	cfg       Config
+	store     store.Store
+	cookies   *sessions.CookieStore
+	log       *slog.Logger
+	assets    views.Assets
+	secure    bool // cookies carry Secure: the public URL is https
+	hashes    *password.Limiter
+	deviceKey []byte
+	stacks    StacksConfig
+	terms     *terminal.Manager
+	files     *terminal.Pool // SSH connections of the file panel, one per user × server
+	revoke    *revoke.Service
+	live      liveSessions
 }
 
 // New builds the echo application with every route and middleware.
@@ -107,6 +119,17 @@ func New(cfg Config, st store.Store) (*echo.Echo, *Server, error) {
 	if cfg.SessionTTL <= 0 {
 		cfg.SessionTTL = 12 * time.Hour
 	}
+	if cfg.SessionIdleTimeout <= 0 {
+		cfg.SessionIdleTimeout = 2 * time.Hour
+	}
+	if cfg.Passwords == nil {
+		cfg.Passwords = password.DefaultLimiter()
+	}
+	if len(cfg.DeviceKey) < 32 {
+		m := hmac.New(sha256.New, cfg.CSRFKey)
+		m.Write([]byte("shellgate/device-cookie"))
+		cfg.DeviceKey = m.Sum(nil)
+	}
 	if cfg.Stacks.Dialer == nil {
 		cfg.Stacks.Dialer = &net.Dialer{}
 	}
@@ -122,14 +145,15 @@ func New(cfg Config, st store.Store) (*echo.Echo, *Server, error) {
 		}
 	}
 	s := &Server{
-		stacks:   cfg.Stacks,
-		cfg:      cfg,
-		store:    st,
-		log:      cfg.Logger,
-		secure:   cfg.PublicURL != nil && cfg.PublicURL.Scheme == "https",
-		throttle: defaultThrottle,
-		terms:    cfg.Terminals,
-		revoke:   cfg.Revoke,
+		stacks:    cfg.Stacks,
+		cfg:       cfg,
+		store:     st,
+		log:       cfg.Logger,
+		secure:    cfg.PublicURL != nil && cfg.PublicURL.Scheme == "https",
+		hashes:    cfg.Passwords,
+		deviceKey: cfg.DeviceKey,
+		terms:     cfg.Terminals,
+		revoke:    cfg.Revoke,
 	}
 	if s.revoke == nil {
 		s.revoke = revoke.New(st, revoke.NewLocalBus(), cfg.Logger)

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -30,8 +31,8 @@ func hashToken(token string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// loadSession finds the signed-in user, if any. A cookie whose row is gone, expired, or
-// whose user is disabled counts as signed out.
+// loadSession finds the signed-in user, if any. A cookie whose row is gone, expired,
+// idle for longer than the idle timeout, or whose user is disabled counts as signed out.
 func (s *Server) loadSession(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		sess, _ := s.cookies.Get(c.Request(), s.sessionCookie())
@@ -50,6 +51,11 @@ func (s *Server) loadSession(next echo.HandlerFunc) echo.HandlerFunc {
 			// Belt and braces: disabling deletes sessions, but a row could race it.
 			_ = s.store.DeleteWebSession(c.Request().Context(), ws.ID)
 			return next(c)
+		case now.Sub(ws.LastSeenAt) > s.cfg.SessionIdleTimeout:
+			// Left alone too long (a browser forgotten on a shared machine, a cookie
+			// copied long ago): the session ends, whatever its absolute lifetime.
+			_ = s.store.DeleteWebSession(c.Request().Context(), ws.ID)
+			return next(c)
 		}
 		if now.Sub(ws.LastSeenAt) > minuteish {
 			_ = s.store.TouchWebSession(c.Request().Context(), ws.ID, now)
@@ -61,6 +67,40 @@ func (s *Server) loadSession(next echo.HandlerFunc) echo.HandlerFunc {
 }
 
 const minuteish = time.Minute
+
+// keepAliveEvery is how often an open terminal marks its sign-in as active: well
+// inside the idle timeout.
+func keepAliveEvery(idle time.Duration) time.Duration {
+	return min(max(idle/4, time.Second), 5*time.Minute)
+}
+
+// keepSessionAlive marks the web session id active every interval until the returned
+// stop is called (the terminal socket closed).
+func (s *Server) keepSessionAlive(id string, every time.Duration) (stop func()) {
+	if id == "" {
+		return func() {}
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				if err := s.store.TouchWebSession(ctx, id, s.cfg.Now()); err != nil {
+					s.log.Warn("terminal could not keep its sign-in active", "err", err)
+				}
+				cancel()
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}
 
 // currentUser is the signed-in user, or nil.
 func currentUser(c echo.Context) *store.User {

@@ -70,8 +70,9 @@ const matchWindow = 10 * time.Second
 
 // refreshSSHLog reads every server's SSH login history now, as the gateway identity,
 // and adds the lines not seen before to the ssh tab of the stack log, each tied to the
-// shellgate session it came from when one matches. Any member of the stack may refresh:
-// the lines are what the stack log already shows them.
+// shellgate session it came from when one matches. Any member of the stack may refresh,
+// once a minute per stack (each read is an SSH connection to every server); members
+// see only the lines of the stack's own logins (see loginVisibleToMembers).
 func (s *Server) refreshSSHLog(c echo.Context) error {
 	st, err := s.stackFor(c)
 	if err != nil {
@@ -80,6 +81,15 @@ func (s *Server) refreshSSHLog(c echo.Context) error {
 	back := "/stacks/" + strconv.FormatInt(st.ID, 10) + "?tab=log&log=ssh"
 	if s.stacks.Gateway == nil {
 		s.setFlash(c, "error", "shellgate has no gateway key to read the servers' logs with.")
+		return c.Redirect(http.StatusSeeOther, back)
+	}
+	wait, err := s.store.ReserveAttempt(c.Request().Context(), throttleSSHLog+":"+strconv.FormatInt(st.ID, 10), sshLogPolicy, s.cfg.Now())
+	if err != nil {
+		return err
+	}
+	if wait > 0 {
+		c.Response().Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+		s.setFlash(c, "info", "The servers' logs were read less than a minute ago. Try again in "+wait.Round(time.Second).String()+".")
 		return c.Redirect(http.StatusSeeOther, back)
 	}
 	added, problems, err := s.readSSHLogs(c.Request().Context(), st)
@@ -108,6 +118,10 @@ func (s *Server) readSSHLogs(ctx context.Context, st *store.Stack) (int, []strin
 	if err != nil {
 		return 0, nil, err
 	}
+	attached, err := s.store.ListAttachedKeys(ctx, st.ID)
+	if err != nil {
+		return 0, nil, err
+	}
 	reader := &jobs.SSHLogReader{Dialer: s.stacks.Dialer, Auth: terminal.Auth{Signers: []ssh.Signer{s.stacks.Gateway.Signer}}}
 	gatewayFP := s.stacks.Gateway.Fingerprint()
 	added := 0
@@ -131,15 +145,22 @@ func (s *Server) readSSHLogs(ctx context.Context, st *store.Stack) (int, []strin
 			problems = append(problems, sv.Name+": "+sshLogProblem(err))
 			continue
 		}
+		ours := stackLogins(st, &sv, attached)
 		for _, l := range logins {
-			line, at := describeLogin(l, source, matchSession(l, sv.ID, starts))
-			if l.Fingerprint != "" && l.Fingerprint == gatewayFP {
+			session := matchSession(l, sv.ID, starts)
+			line, at := describeLogin(l, source, session)
+			gateway := l.Fingerprint != "" && l.Fingerprint == gatewayFP
+			if gateway {
 				line = strings.Replace(line, " ["+source+"]", " — shellgate's gateway key (deployments, log reads) ["+source+"]", 1)
 			}
 			if at.IsZero() {
 				at = now // sshd -E files carry no time: when shellgate first saw it
 			}
-			ok, err := s.store.AppendStackLogOnce(ctx, &store.StackLogLine{StackID: st.ID, ServerID: sv.ID, At: at, Tab: store.LogSSH, Line: line},
+			tab := store.LogSSHHost
+			if session != nil || gateway || ours[l.User] {
+				tab = store.LogSSH
+			}
+			ok, err := s.store.AppendStackLogOnce(ctx, &store.StackLogLine{StackID: st.ID, ServerID: sv.ID, At: at, Tab: tab, Line: line},
 				strconv.FormatInt(sv.ID, 10)+"\x00"+l.Raw)
 			if err != nil {
 				return added, problems, err
@@ -150,6 +171,33 @@ func (s *Server) readSSHLogs(ctx context.Context, st *store.Stack) (int, []strin
 		}
 	}
 	return added, problems, nil
+}
+
+// stackLogins are the login names the stack uses on a server: the server's login user
+// and, in user-per-key mode, one per attached key. A member sees the servers' log
+// lines for these names (and shellgate's own sessions), not those of other people
+// who use the same host.
+func stackLogins(st *store.Stack, sv *store.Server, attached []store.AttachedKey) map[string]bool {
+	names := map[string]bool{sv.LoginUser: true}
+	if st.UserPerKey {
+		for _, k := range attached {
+			names[k.Name] = true
+		}
+	}
+	return names
+}
+
+// mergeNewestFirst merges two newest-first lists of log lines, keeping at most n.
+func mergeNewestFirst(a, b []store.StackLogLine, n int) []store.StackLogLine {
+	out := make([]store.StackLogLine, 0, min(len(a)+len(b), n))
+	for len(out) < n && (len(a) > 0 || len(b) > 0) {
+		if len(b) == 0 || (len(a) > 0 && !a[0].At.Before(b[0].At)) {
+			out, a = append(out, a[0]), a[1:]
+		} else {
+			out, b = append(out, b[0]), b[1:]
+		}
+	}
+	return out
 }
 
 func sshLogProblem(err error) string {

@@ -321,6 +321,14 @@ func (s *Server) stackModel(c echo.Context, st *store.Stack, tab string) (pages.
 		if err != nil {
 			return m, err
 		}
+		if m.LogTab == store.LogSSH && u.IsAdmin() {
+			// Admins see the host's whole login history; members only the stack's.
+			host, err := s.store.ListStackLog(ctx, st.ID, store.LogSSHHost, 300)
+			if err != nil {
+				return m, err
+			}
+			lines = mergeNewestFirst(lines, host, 300)
+		}
 		for _, l := range lines {
 			m.Log = append(m.Log, pages.LogRow{At: l.At, Server: names[l.ServerID], Line: l.Line})
 		}

@@ -195,6 +195,9 @@ func (s *Server) terminalSocket(c echo.Context) error {
 			s.auditTerminal(u, clientIP, opened.stack, opened.server, "terminal.end", ok, detail)
 		},
 	}
+	// An open terminal is activity: its sign-in must not reach the idle timeout.
+	stopKeepAlive := s.keepSessionAlive(wsID, keepAliveEvery(s.cfg.SessionIdleTimeout))
+	defer stopKeepAlive()
 	// Host keys are confirmed on the stack page, by an administrator, before anyone
 	// connects; the terminal never trusts a key on first use (HostKeys stays nil).
 	if err := s.terms.Serve(c.Request().Context(), ws, hooks); err != nil {

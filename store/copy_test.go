@@ -74,6 +74,9 @@ func TestCopySQLiteToPostgres(t *testing.T) {
 	if err := src.AddLiveSession(ctx, &store.LiveSession{ID: "ls", ReplicaID: "r1", StartedAt: now}); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := src.ReserveAttempt(ctx, "account:bob", store.ThrottlePolicy{Budget: 3, Base: time.Second, Max: time.Minute, Reset: time.Hour}, now); err != nil {
+		t.Fatal(err)
+	}
 	bob := mustUser(t, src, "bob", store.RoleMember)
 	if err := src.EndUserSessions(ctx, bob.ID); err != nil { // bumps bob's access epoch
 		t.Fatal(err)

@@ -72,3 +72,31 @@ func TestSQLiteOnlyPatterns(t *testing.T) {
 		}
 	}
 }
+
+// TestEveryMigrationHasATwin: a migration added for one engine only would leave the
+// other engine's schema behind (and migrate-db refuses databases at different
+// versions); each NNNN_name.sql exists for SQLite and for PostgreSQL.
+func TestEveryMigrationHasATwin(t *testing.T) {
+	names := func(engine string) map[string]bool {
+		entries, err := migrations.ReadDir("migrations/" + engine)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]bool{}
+		for _, e := range entries {
+			out[e.Name()] = true
+		}
+		return out
+	}
+	lite, pg := names("sqlite"), names("postgres")
+	for n := range lite {
+		if !pg[n] {
+			t.Errorf("%s has no PostgreSQL twin in migrations/postgres", n)
+		}
+	}
+	for n := range pg {
+		if !lite[n] {
+			t.Errorf("%s has no SQLite twin in migrations/sqlite", n)
+		}
+	}
+}

@@ -143,8 +143,11 @@ type StackLogLine struct {
 // Stack log tabs.
 const (
 	LogDeploy = "deploy"
-	LogSSH    = "ssh"
-	LogDebug  = "debug" // ssh -v style lines of terminal connections, when Stack.DebugTrace
+	LogSSH    = "ssh" // servers' login history: the stack's login users and shellgate's sessions
+	// LogSSHHost holds every other login the servers' logs show (other users of the
+	// host): admins only.
+	LogSSHHost = "ssh-host"
+	LogDebug   = "debug" // ssh -v style lines of terminal connections, when Stack.DebugTrace
 )
 
 // GatewayIdentity is shellgate's own SSH key pair; the private key is sealed.

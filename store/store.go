@@ -112,6 +112,10 @@ type Store interface {
 	// LoginFailures counts failures since a time, for one username and for one address.
 	LoginFailures(ctx context.Context, username, clientIP string, since time.Time) (byUser, byIP int, err error)
 	ClearLoginFailures(ctx context.Context, username string) error
+	// UpgradePasswordHash swaps a hash for a stronger one of the same password, only
+	// while the stored hash is still old; sessions are kept.
+	UpgradePasswordHash(ctx context.Context, id int64, old, hash string) error
+	ThrottleStore
 
 	AppendEvent(ctx context.Context, e *Event) error
 	ListEvents(ctx context.Context, f EventFilter) ([]Event, error)

@@ -25,8 +25,8 @@ type wsConn struct {
 	// pending is a yamux data-frame header held back so that it travels in
 	// one message with the body written right after it (yamux writes them
 	// separately), halving the messages of a bulk transfer.
-	pending []byte
-	closeOnce    sync.Once // one close frame: the first closeWith's code wins
+	pending   []byte
+	closeOnce sync.Once // one close frame: the first closeWith's code wins
 }
 
 func newWSConn(ws *websocket.Conn, writeTimeout time.Duration) *wsConn {

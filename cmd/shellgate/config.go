@@ -33,6 +33,11 @@ type config struct {
 	RecordingRetention time.Duration
 	// RecordingsDir holds the recordings; several replicas share one (a shared volume).
 	RecordingsDir string
+	// SessionIdleTimeout ends a dashboard sign-in left without requests this long.
+	SessionIdleTimeout time.Duration
+	// AllowAnyHost lets shellgate listen beyond loopback without a public URL, which
+	// turns off the Host and Origin checks that a public URL anchors.
+	AllowAnyHost bool
 	// Metrics: a separate listener (with pprof if asked), and/or a token file that
 	// opens /metrics on the main port (see ops.go).
 	MetricsListen    string
@@ -65,6 +70,8 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	maxTerms := fs.String("max-terminals-per-user", env("MAX_TERMINALS_PER_USER", "10"), "live terminal sessions per user, detached ones included (SHELLGATE_MAX_TERMINALS_PER_USER)")
 	retention := fs.String("recording-retention", env("RECORDING_RETENTION", "90d"), "how long terminal recordings are kept: days (90d) or a Go duration (SHELLGATE_RECORDING_RETENTION)")
 	recDir := fs.String("recordings-dir", env("RECORDINGS_DIR", ""), "directory for terminal recordings; default DATA_DIR/recordings; replicas share one volume (SHELLGATE_RECORDINGS_DIR)")
+	idle := fs.String("session-idle-timeout", env("SESSION_IDLE_TIMEOUT", "2h"), "end a dashboard sign-in after this long without a request; an open terminal counts as activity (SHELLGATE_SESSION_IDLE_TIMEOUT)")
+	anyHost := fs.Bool("allow-any-host", env("ALLOW_ANY_HOST", "") == "true", "listen beyond loopback without --public-url, accepting any Host and Origin; unsafe, for people who know why (SHELLGATE_ALLOW_ANY_HOST=true)")
 	metricsListen := fs.String("metrics-listen", env("METRICS_LISTEN", ""), "serve Prometheus metrics at /metrics on this separate address, e.g. 127.0.0.1:9090; no authentication, keep it private (SHELLGATE_METRICS_LISTEN)")
 	metricsToken := fs.String("metrics-token-file", env("METRICS_TOKEN_FILE", ""), "serve /metrics on the main port too, to requests with Authorization: Bearer <the file's content> (SHELLGATE_METRICS_TOKEN_FILE)")
 	pprofOn := fs.Bool("pprof", env("PPROF", "") == "true", "also serve net/http/pprof under /debug/pprof/ on the metrics listener (SHELLGATE_PPROF=true)")
@@ -104,6 +111,12 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	if cfg.RecordingsDir == "" {
 		cfg.RecordingsDir = filepath.Join(cfg.DataDir, "recordings")
 	}
+	d, err := time.ParseDuration(*idle)
+	if err != nil || d < time.Minute {
+		return nil, fmt.Errorf("session idle timeout %q: want a duration of at least 1m, like 2h or 30m", *idle)
+	}
+	cfg.SessionIdleTimeout = d
+	cfg.AllowAnyHost = *anyHost
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		return nil, errors.New("--tls-cert and --tls-key go together")
 	}
@@ -127,11 +140,32 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	if cfg.LogFormat != "text" && cfg.LogFormat != "json" {
 		return nil, fmt.Errorf("log format %q: want text or json", cfg.LogFormat)
 	}
+	if cfg.PublicURL == nil && !cfg.AllowAnyHost && !loopbackListen(cfg.Listen) {
+		return nil, fmt.Errorf("--listen %s reaches beyond this machine but --public-url is not set: without it shellgate "+
+			"cannot tell its own Host and Origin from an attacker's (DNS rebinding, cross-site WebSockets). "+
+			"Set --public-url to the address people use (e.g. https://shell.example.com), or pass --allow-any-host "+
+			"if you know why you need neither", cfg.Listen)
+	}
 	return cfg, nil
 }
 
+// loopbackListen reports whether a listen address is reachable from this machine
+// only: a loopback IP or localhost, with a port.
+func loopbackListen(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 // databasePath is the SQLite file, for the commands that work on the file itself
-// (backup, restore). PostgreSQL has its own tools for that.
+// (backup, restore) and the start-up check of its master key. PostgreSQL has its own
+// tools for that.
 func (c *config) databasePath() (string, error) {
 	url, err := c.databaseURL()
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -32,19 +33,43 @@ import (
 // openState opens the data dir, the master key and the store: what both the server and
 // the user sub-commands need.
 func openState(ctx context.Context, cfg *config) (*secrets.Keyring, *store.SQLite, error) {
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, nil, fmt.Errorf("create data dir: %w", err)
-	}
-	keys, err := secrets.LoadOrCreateMaster(cfg.DataDir)
-	if err != nil {
-		return nil, nil, err
-	}
 	url, err := cfg.databaseURL()
 	if err != nil {
 		return nil, nil, err
 	}
+	// A database without its master key is a restore gone half-way, or a new replica
+	// not given the others' key: every sealed secret in it needs that key. Creating a
+	// new one would leave two keys and secrets nobody can open, so nothing is written
+	// until the key is back.
+	keyPath := filepath.Join(cfg.DataDir, secrets.FileName)
+	_, kerr := os.Stat(keyPath)
+	keyMissing := errors.Is(kerr, fs.ErrNotExist)
+	if path, err := cfg.databasePath(); err == nil && keyMissing {
+		if _, err := os.Stat(path); err == nil {
+			return nil, nil, fmt.Errorf("the database %s exists but its master key %s is missing: restore master.key "+
+				"from the same backup as the database (it seals the private keys and signs sessions) and start again; "+
+				"shellgate did not create a new key and changed nothing", path, keyPath)
+		}
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("create data dir: %w", err)
+	}
 	st, err := store.Open(ctx, url)
 	if err != nil {
+		return nil, nil, err
+	}
+	if keyMissing && st.Engine() == store.EnginePostgres {
+		// The shared database already holds secrets sealed by the other replicas.
+		if _, err := st.GatewayIdentity(ctx); err == nil {
+			st.Close()
+			return nil, nil, fmt.Errorf("the PostgreSQL database is in use by shellgate, but this data dir has no master key (%s): "+
+				"copy master.key from another replica (every replica needs the same one) and start again; "+
+				"shellgate did not create a new key", keyPath)
+		}
+	}
+	keys, err := secrets.LoadOrCreateMaster(cfg.DataDir)
+	if err != nil {
+		st.Close()
 		return nil, nil, err
 	}
 	return keys, st, nil
@@ -129,8 +154,10 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		baseURL = cfg.PublicURL.String()
 	}
 	hosts := allowedHosts(addr)
-	if cfg.PublicURL == nil && hosts == nil {
-		logger.Warn("listening on every interface without a public URL: any Host header is accepted; set SHELLGATE_PUBLIC_URL")
+	if cfg.PublicURL == nil && cfg.AllowAnyHost {
+		logger.Error("UNSAFE: --allow-any-host: listening beyond loopback without a public URL; "+
+			"Host and Origin are not anchored, so DNS rebinding and cross-site WebSocket protections are weakened. "+
+			"Set --public-url unless you know why you cannot", "listen", addr, "any_host", hosts == nil)
 	}
 
 	if err := bootstrapAdmin(ctx, st, cfg.AdminPassword, baseURL, stdout); err != nil {
@@ -220,6 +247,8 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		AgentEndpoint:      hub,
 		TunnelEndpoint:     sources,
 		Terminals:          terms,
+		SessionIdleTimeout: cfg.SessionIdleTimeout,
+		DeviceKey:          keys.Derive("device-cookie", 32),
 		Revoke:             rv,
 		RecordingsDir:      cfg.RecordingsDir,
 		RecordingRetention: cfg.RecordingRetention,

@@ -1,4 +1,4 @@
-import { test, expect, signIn } from "../fixtures";
+import { test, expect, signIn, ADMIN_PASSWORD } from "../fixtures";
 
 test("sign in, see the dashboard, sign out, and the old cookie is refused", async ({ page, sg, browser }) => {
   await page.goto(sg.url + "/");
@@ -55,4 +55,22 @@ test("an admin adds a member who signs in with the generated password", async ({
   await signIn(dana, sg, "dana", generated);
   await expect(dana.getByRole("link", { name: "Admin" })).toHaveCount(0);
   await other.close();
+});
+
+// Open redirect after sign-in (issue 12): a link to the sign-in page whose next
+// parameter Chromium would turn into another site — a tab it strips, a backslash it
+// reads as a slash, a scheme-relative path — must land on shellgate after a real
+// sign-in in the real browser.
+test("sign-in links cannot redirect to another site", async ({ sg, browser }) => {
+  for (const next of ["/%09/evil.tld", "/%5Cevil.tld", "//evil.tld", "/%0A/evil.tld", "%2F%2Fevil.tld", "https://evil.tld/"]) {
+    const ctx = await browser.newContext();
+    const page = await ctx.newPage();
+    await page.goto(sg.url + "/login?next=" + next);
+    await page.getByLabel("Username").fill("admin");
+    await page.getByLabel("Password").fill(ADMIN_PASSWORD);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await expect(page.getByTestId("user-name")).toHaveText("admin");
+    expect(new URL(page.url()).origin, `next=${next}`).toBe(new URL(sg.url).origin);
+    await ctx.close();
+  }
 });

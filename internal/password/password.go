@@ -14,12 +14,15 @@ import (
 	"golang.org/x/crypto/argon2"
 )
 
-// Parameters follow RFC 9106's second recommended option, scaled for a small server:
-// 64 MiB, 3 passes, 2 lanes (~50 ms on one core of a 2020s machine).
+// Parameters are the first row of OWASP's Password Storage Cheat Sheet for argon2id:
+// 19 MiB, 2 passes, 1 lane. One hash stays small enough that a bounded number of them
+// (see Limiter) cannot exhaust a small server's memory. Hashes made with other
+// parameters (64 MiB, 3 passes, 2 lanes before) still verify, and NeedsRehash tells
+// the caller to store a new hash at the next sign-in.
 const (
-	memoryKiB = 64 * 1024
-	passes    = 3
-	lanes     = 2
+	memoryKiB = 19 * 1024
+	passes    = 2
+	lanes     = 1
 	saltLen   = 16
 	hashLen   = 32
 )
@@ -45,40 +48,75 @@ func Hash(pw string) (string, error) {
 
 // Verify checks pw against a PHC string made by Hash, in constant time.
 func Verify(encoded, pw string) error {
-	parts := strings.Split(encoded, "$")
-	if len(parts) != 6 || parts[1] != "argon2id" {
-		return errors.New("unsupported password hash format")
-	}
-	var version int
-	if _, err := fmt.Sscanf(parts[2], "v=%d", &version); err != nil || version != argon2.Version {
-		return errors.New("unsupported argon2 version")
-	}
-	var m, t uint32
-	var p uint8
-	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &m, &t, &p); err != nil {
-		return fmt.Errorf("bad argon2 parameters: %w", err)
-	}
-	salt, err := b64.DecodeString(parts[4])
+	p, err := parse(encoded)
 	if err != nil {
-		return fmt.Errorf("bad salt: %w", err)
+		return err
 	}
-	want, err := b64.DecodeString(parts[5])
-	if err != nil {
-		return fmt.Errorf("bad hash: %w", err)
-	}
-	got := argon2.IDKey([]byte(pw), salt, t, m, p, uint32(len(want)))
-	if subtle.ConstantTimeCompare(got, want) != 1 {
+	got := argon2.IDKey([]byte(pw), p.salt, p.t, p.m, p.p, uint32(len(p.hash)))
+	if subtle.ConstantTimeCompare(got, p.hash) != 1 {
 		return ErrMismatch
 	}
 	return nil
+}
+
+// params are the parts of a PHC string.
+type params struct {
+	m, t       uint32
+	p          uint8
+	salt, hash []byte
+}
+
+func parse(encoded string) (*params, error) {
+	parts := strings.Split(encoded, "$")
+	if len(parts) != 6 || parts[1] != "argon2id" {
+		return nil, errors.New("unsupported password hash format")
+	}
+	var version int
+	if _, err := fmt.Sscanf(parts[2], "v=%d", &version); err != nil || version != argon2.Version {
+		return nil, errors.New("unsupported argon2 version")
+	}
+	var p params
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.m, &p.t, &p.p); err != nil {
+		return nil, fmt.Errorf("bad argon2 parameters: %w", err)
+	}
+	if p.m > maxMemoryKiB || p.t == 0 || p.t > 16 || p.p == 0 {
+		return nil, errors.New("argon2 parameters out of range")
+	}
+	var err error
+	if p.salt, err = b64.DecodeString(parts[4]); err != nil {
+		return nil, fmt.Errorf("bad salt: %w", err)
+	}
+	if p.hash, err = b64.DecodeString(parts[5]); err != nil || len(p.hash) < 16 || len(p.hash) > 64 {
+		return nil, errors.New("bad hash")
+	}
+	return &p, nil
+}
+
+// maxMemoryKiB bounds the memory a stored hash may ask for (a hash written into the
+// database by hand must not make one sign-in allocate gigabytes).
+const maxMemoryKiB = 256 * 1024
+
+// NeedsRehash reports whether a hash was made with other parameters than Hash uses
+// now, so the caller should store a new hash of the password it just verified.
+func NeedsRehash(encoded string) bool {
+	p, err := parse(encoded)
+	return err != nil || p.m != memoryKiB || p.t != passes || p.p != lanes || len(p.salt) != saltLen || len(p.hash) != hashLen
+}
+
+// memoryOf is the memory (KiB) verifying against encoded takes.
+func memoryOf(encoded string) int64 {
+	if p, err := parse(encoded); err == nil {
+		return int64(p.m)
+	}
+	return 0
 }
 
 // dummy is verified against when a username does not exist, so that a wrong username
 // takes as long as a wrong password and timing does not reveal which accounts exist.
 // It is a constant with the current parameters (a test keeps them in step) rather
 // than a hash computed at start: computing it made every process, the agent and the
-// local proxy included, allocate argon2's 64 MiB and spend ~50 ms before main.
-const dummy = "$argon2id$v=19$m=65536,t=3,p=2$Rpv/GLLbBrWaSQOoWcMwpw$pwMzmrHS3mfwoLhir2oVanLAd5iOJSOh5phbeQvZ+HM"
+// local proxy included, allocate argon2's memory and spend ~50 ms before main.
+const dummy = "$argon2id$v=19$m=19456,t=2,p=1$UigHyYUTsGZiPnMPa/27Tg$Rv+A7di27CRllw3yAfTD5Da0sn+PbqIZchuTRkmElyY"
 
 // VerifyNothing spends the time a Verify would, for a username that does not exist.
 func VerifyNothing(pw string) { _ = Verify(dummy, pw) }
