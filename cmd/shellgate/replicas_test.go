@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -369,5 +370,22 @@ func TestSignOutOnOneReplicaEndsTerminalOnAnother(t *testing.T) {
 	t.Logf("terminal on replica 1 closed with %d, %v after the sign-out on replica 0", code, time.Since(signedOut))
 	if code == 0 || code == websocket.CloseNormalClosure {
 		t.Fatalf("terminal closed with %d, want a revocation", code)
+	}
+}
+
+// TestReplicaWithoutTheMasterKeyRefusesToStart: a new replica started with an empty
+// data dir must not make a master key of its own: it could open none of the keys the
+// others sealed, and the cookies it signed would be refused by every other replica.
+func TestReplicaWithoutTheMasterKeyRefusesToStart(t *testing.T) {
+	rs := startReplicas(t, 1, nil)
+	dir := t.TempDir()
+	env := map[string]string{"SHELLGATE_DATABASE_URL": rs.dbURL}
+	err := run(context.Background(), []string{"--listen", "127.0.0.1:0", "--data-dir", dir, "--public-url", rs.public},
+		func(k string) string { return env[k] }, strings.NewReader(""), io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "copy master.key from another replica") {
+		t.Fatalf("start without the master key: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, secrets.FileName)); !os.IsNotExist(err) {
+		t.Fatalf("a master key was created anyway: %v", err)
 	}
 }
