@@ -10,10 +10,11 @@ import (
 
 // routes registers every route of the application: the whole surface on one screen.
 func (s *Server) routes(e *echo.Echo) {
-	e.Pre(s.checkHost, limitKeyForms)
+	e.Pre(s.checkHost, s.refuseWhileDraining, limitKeyForms)
 	e.Use(s.recoverPanics, s.securityHeaders, s.loadSession, s.csrf)
 
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok") })
+	e.GET("/readyz", s.readyz) // 503 while draining or when the database is not usable
 	e.GET("/static/*", s.staticFiles(static.FS()))
 
 	e.GET("/login", s.loginPage)

@@ -58,6 +58,10 @@ type Config struct {
 	RecordingsDir string
 	// RecordingRetention is how long recordings are kept (default 90 days).
 	RecordingRetention time.Duration
+	// Transfers sets the progress deadline of uploads and downloads.
+	Transfers TransferConfig
+	// Files tunes the file panel's connection pool (idle time, orphan sweep).
+	Files terminal.PoolConfig
 }
 
 // Server holds the dependencies of every handler.
@@ -73,6 +77,7 @@ type Server struct {
 	terms    *terminal.Manager
 	files    *terminal.Pool // SSH connections of the file panel, one per user × server
 	live     liveSessions
+	xfers    *transferSet // uploads and downloads in flight (progress deadline, drain)
 }
 
 // New builds the echo application with every route and middleware.
@@ -118,7 +123,15 @@ func New(cfg Config, st store.Store) (*echo.Echo, *Server, error) {
 	if s.terms == nil {
 		s.terms = terminal.NewManager(terminal.Config{Dialer: cfg.Stacks.Dialer, Logger: cfg.Logger})
 	}
-	s.files = terminal.NewPool(s.terms, terminal.PoolConfig{Dialer: cfg.Stacks.Dialer, Logger: cfg.Logger})
+	s.xfers = newTransferSet(cfg.Transfers)
+	pcfg := cfg.Files
+	if pcfg.Dialer == nil {
+		pcfg.Dialer = cfg.Stacks.Dialer
+	}
+	if pcfg.Logger == nil {
+		pcfg.Logger = cfg.Logger
+	}
+	s.files = terminal.NewPool(s.terms, pcfg)
 	s.cookies = sessions.NewCookieStore(cfg.SessionHashKey, cfg.SessionBlockKey)
 	s.cookies.MaxAge(int(cfg.SessionTTL.Seconds()))
 	s.cookies.Options.HttpOnly = true

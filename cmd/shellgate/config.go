@@ -31,6 +31,12 @@ type config struct {
 	MaxTerminalsPerUser int
 	// RecordingRetention is how long terminal recordings are kept.
 	RecordingRetention time.Duration
+	// DrainTimeout is how long a graceful shutdown lets transfers finish.
+	DrainTimeout time.Duration
+	// StallTimeout ends a transfer that stops moving for this long.
+	StallTimeout time.Duration
+	// DatabaseMaxConns caps the database pool; 0 is the engine's default.
+	DatabaseMaxConns int
 }
 
 func parseConfig(name string, args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
@@ -53,6 +59,9 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	demoMode := fs.Bool("demo", env("DEMO", "") == "true", "also run an in-process SSH server on loopback with a stack \"demo\": a shell as the current OS user for anyone who can open it (SHELLGATE_DEMO=true)")
 	maxTerms := fs.String("max-terminals-per-user", env("MAX_TERMINALS_PER_USER", "10"), "live terminal sessions per user, detached ones included (SHELLGATE_MAX_TERMINALS_PER_USER)")
 	retention := fs.String("recording-retention", env("RECORDING_RETENTION", "90d"), "how long terminal recordings are kept: days (90d) or a Go duration (SHELLGATE_RECORDING_RETENTION)")
+	drain := fs.String("drain-timeout", env("DRAIN_TIMEOUT", "30s"), "on SIGTERM/SIGINT, how long transfers in flight may finish before they are cut; a second signal cuts at once (SHELLGATE_DRAIN_TIMEOUT)")
+	stall := fs.String("transfer-stall-timeout", env("TRANSFER_STALL_TIMEOUT", "60s"), "end an upload or download that moves less than 1 KiB for this long (SHELLGATE_TRANSFER_STALL_TIMEOUT)")
+	dbConns := fs.String("database-max-connections", env("DATABASE_MAX_CONNECTIONS", "0"), "database connection pool size; 0 for the engine's default (SQLite 4) (SHELLGATE_DATABASE_MAX_CONNECTIONS)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -73,6 +82,15 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		return nil, err
 	}
 	cfg.RecordingRetention = r
+	if cfg.DrainTimeout, err = time.ParseDuration(*drain); err != nil || cfg.DrainTimeout < 0 {
+		return nil, fmt.Errorf("drain timeout %q: want a duration like 30s", *drain)
+	}
+	if cfg.StallTimeout, err = time.ParseDuration(*stall); err != nil || cfg.StallTimeout < time.Second {
+		return nil, fmt.Errorf("transfer stall timeout %q: want a duration of at least 1s, like 60s", *stall)
+	}
+	if cfg.DatabaseMaxConns, err = strconv.Atoi(*dbConns); err != nil || cfg.DatabaseMaxConns < 0 || cfg.DatabaseMaxConns > 1000 {
+		return nil, fmt.Errorf("database max connections %q: want a number from 0 to 1000", *dbConns)
+	}
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		return nil, errors.New("--tls-cert and --tls-key go together")
 	}

@@ -9,7 +9,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -36,7 +38,7 @@ func openState(ctx context.Context, cfg *config) (*secrets.Keyring, *store.SQLit
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err := store.OpenSQLite(ctx, path)
+	st, err := store.OpenSQLite(ctx, path, store.Pool{MaxOpen: cfg.DatabaseMaxConns})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -125,6 +127,7 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		Terminals:          terms,
 		RecordingsDir:      filepath.Join(cfg.DataDir, "recordings"),
 		RecordingRetention: cfg.RecordingRetention,
+		Transfers:          handlers.TransferConfig{StallTimeout: cfg.StallTimeout},
 	}
 	if dm != nil {
 		hcfg.DemoAuth = dm.auth
@@ -176,16 +179,44 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "shellgate is listening on %s\n", baseURL)
 	logger.Info("shellgate started", "listen", addr, "data_dir", cfg.DataDir)
 
+	// A second SIGTERM/SIGINT during the drain cuts at once. Registered now, so
+	// that the first signal (which ends ctx) is the one discarded below.
+	signals := make(chan os.Signal, 4)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(signals)
+
 	select {
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
 	}
+	// Graceful shutdown. 1. Drain: /readyz turns 503 and new requests are refused
+	// at once; uploads and downloads in flight get DrainTimeout to finish, then are
+	// cut, and each cut upload removes its temporary file before Drain returns.
+	logger.Info("draining", "drain_timeout", cfg.DrainTimeout)
+	for len(signals) > 0 {
+		<-signals // the signal that started the drain
+	}
+	drainCtx, cancelDrain := context.WithTimeout(context.Background(), cfg.DrainTimeout)
+	defer cancelDrain()
+	go func() {
+		select {
+		case <-signals:
+			logger.Warn("second signal: cutting transfers now")
+			cancelDrain()
+		case <-drainCtx.Done():
+		}
+	}()
+	if n := hs.Drain(drainCtx); n > 0 {
+		logger.Warn("transfers cut at the end of the drain period", "count", n)
+	}
+	cancelDrain()
+	// 2. Terminals are told the server is restarting (close code 1001), their SSH
+	// sessions end and the file connection pool closes. http.Server.Shutdown does
+	// not wait for hijacked connections: the terminal manager closes them itself.
 	logger.Info("shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	// http.Server.Shutdown does not wait for hijacked connections: the terminal
-	// manager closes its sockets and SSH sessions itself (close code 1001).
 	if err := terms.Shutdown(shutdownCtx); err != nil {
 		logger.Warn("terminal sessions did not all close", "err", err)
 	}
