@@ -40,6 +40,8 @@ func fileStatus(err error) (int, string) {
 		return http.StatusConflict, noKeyMessage
 	case errors.Is(err, errStalled):
 		return http.StatusRequestTimeout, "The transfer stopped moving and was ended."
+	case errors.Is(err, terminal.ErrTooManySessions):
+		return http.StatusServiceUnavailable, "Too many file connections at once. Try again in a moment."
 	case errors.Is(err, terminal.ErrShutdown), errors.Is(err, errDraining):
 		return http.StatusServiceUnavailable, "shellgate is restarting. Try again in a moment."
 	}

@@ -44,6 +44,10 @@ type TransferConfig struct {
 	// CleanupWait bounds how long Drain waits for cut transfers to clean up
 	// (uploads remove their temporary files). Default 10 s.
 	CleanupWait time.Duration
+	// MaxTotal and MaxPerUser bound the transfers in flight (each holds up to
+	// terminal.FilesOptions.Concurrency × 32 KiB, 2 MiB by default); one more is
+	// refused with 503. Defaults 128 and 16 (the file panel runs 3 at once).
+	MaxTotal, MaxPerUser int
 }
 
 func (c TransferConfig) withDefaults() TransferConfig {
@@ -56,6 +60,12 @@ func (c TransferConfig) withDefaults() TransferConfig {
 	if c.CleanupWait <= 0 {
 		c.CleanupWait = 10 * time.Second
 	}
+	if c.MaxTotal <= 0 {
+		c.MaxTotal = 128
+	}
+	if c.MaxPerUser <= 0 {
+		c.MaxPerUser = 16
+	}
 	return c
 }
 
@@ -66,12 +76,13 @@ type transferSet struct {
 
 	mu       sync.Mutex
 	draining bool
-	live     map[*transfer]struct{}
-	idle     chan struct{} // closed when live becomes empty while draining
+	live     map[*transfer]struct{} // bound: cfg.MaxTotal
+	perUser  map[int64]int          // bound: one key per user with a transfer in flight
+	idle     chan struct{}          // closed when live becomes empty while draining
 }
 
 func newTransferSet(cfg TransferConfig) *transferSet {
-	return &transferSet{cfg: cfg.withDefaults(), live: make(map[*transfer]struct{})}
+	return &transferSet{cfg: cfg.withDefaults(), live: make(map[*transfer]struct{}), perUser: make(map[int64]int)}
 }
 
 // transfer is one streamed request.
@@ -81,6 +92,7 @@ type transfer struct {
 	cancel context.CancelCauseFunc
 	rc     *http.ResponseController
 	upload bool
+	user   int64
 
 	last    atomic.Int64 // unix nanoseconds of the last StallFloor bytes
 	pending atomic.Int64 // bytes since then
@@ -91,17 +103,26 @@ type transfer struct {
 // begin registers a transfer of the request; ErrShutdown-like refusal while
 // draining. end must be called when the handler is done.
 func (ts *transferSet) begin(c echo.Context, upload bool) (*transfer, error) {
+	var user int64
+	if u := currentUser(c); u != nil {
+		user = u.ID
+	}
+	ts.mu.Lock()
+	switch {
+	case ts.draining:
+		ts.mu.Unlock()
+		return nil, echo.NewHTTPError(http.StatusServiceUnavailable, "shellgate is restarting. Try again in a moment.")
+	case len(ts.live) >= ts.cfg.MaxTotal, ts.perUser[user] >= ts.cfg.MaxPerUser:
+		ts.mu.Unlock()
+		c.Response().Header().Set("Retry-After", "5")
+		return nil, echo.NewHTTPError(http.StatusServiceUnavailable, "Too many transfers at once. Try again when one has finished.")
+	}
 	ctx, cancel := context.WithCancelCause(c.Request().Context())
-	t := &transfer{set: ts, ctx: ctx, cancel: cancel, upload: upload,
+	t := &transfer{set: ts, ctx: ctx, cancel: cancel, upload: upload, user: user,
 		rc: http.NewResponseController(c.Response().Writer)}
 	t.last.Store(time.Now().UnixNano())
-	ts.mu.Lock()
-	if ts.draining {
-		ts.mu.Unlock()
-		cancel(errDraining)
-		return nil, echo.NewHTTPError(http.StatusServiceUnavailable, "shellgate is restarting. Try again in a moment.")
-	}
 	ts.live[t] = struct{}{}
+	ts.perUser[user]++
 	ts.mu.Unlock()
 	t.timer = time.AfterFunc(ts.cfg.StallTimeout, t.check)
 	return t, nil
@@ -114,6 +135,9 @@ func (t *transfer) end() {
 	ts := t.set
 	ts.mu.Lock()
 	delete(ts.live, t)
+	if ts.perUser[t.user]--; ts.perUser[t.user] <= 0 {
+		delete(ts.perUser, t.user)
+	}
 	if ts.draining && len(ts.live) == 0 && ts.idle != nil {
 		close(ts.idle)
 		ts.idle = nil

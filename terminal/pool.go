@@ -26,6 +26,7 @@ type PoolKey struct {
 // PoolConfig tunes a Pool; the zero value gives the documented defaults.
 type PoolConfig struct {
 	Idle        time.Duration // close a connection this long after its last release; default 2 min
+	MaxConns    int           // pooled connections at most; when full, an idle one is closed, else Acquire fails with ErrTooManySessions; default 256
 	Dialer      Dialer        // default &net.Dialer{} (through Manager's config)
 	DialOptions DialOptions
 	Files       FilesOptions
@@ -93,6 +94,9 @@ func NewPool(m *Manager, cfg PoolConfig) *Pool {
 	if cfg.Logger == nil {
 		cfg.Logger = m.log
 	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = 256
+	}
 	if cfg.OrphanAge <= 0 {
 		cfg.OrphanAge = 24 * time.Hour
 	}
@@ -119,7 +123,14 @@ func (p *Pool) Acquire(ctx context.Context, key PoolKey, dial func(context.Conte
 		p.mu.Unlock()
 		return f, p.releaser(e), nil
 	}
+	evicted, err := p.makeRoom()
 	p.mu.Unlock()
+	if evicted != nil {
+		evicted.close()
+	}
+	if err != nil {
+		return nil, nil, err
+	}
 
 	client, owned := p.m.ClientFor(key.UserID, key.Server), false
 	if client == nil {
@@ -213,6 +224,27 @@ func (p *Pool) sweep(server string, f *Files, dir string) {
 			p.log.Debug("orphan sweep", "server", server, "dir", dir, "err", err)
 		}
 	}()
+}
+
+// makeRoom keeps the pool within cfg.MaxConns: when full it takes out an
+// idle connection (the caller closes it), or fails when every one is in use.
+// p.mu is held.
+func (p *Pool) makeRoom() (*poolEntry, error) {
+	if len(p.entries) < p.cfg.MaxConns {
+		return nil, nil
+	}
+	for k, e := range p.entries {
+		if e.refs == 0 {
+			delete(p.entries, k)
+			e.dead = true
+			if e.timer != nil {
+				e.timer.Stop()
+				e.timer = nil
+			}
+			return e, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: %d file connections in use", ErrTooManySessions, p.cfg.MaxConns)
 }
 
 // hold takes a reference; p.mu is held.

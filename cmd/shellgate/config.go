@@ -37,6 +37,10 @@ type config struct {
 	StallTimeout time.Duration
 	// DatabaseMaxConns caps the database pool; 0 is the engine's default.
 	DatabaseMaxConns int
+	// MaxConnections caps open HTTP connections (terminal sockets included).
+	MaxConnections int
+	// MaxTerminals caps live terminal sessions in the process, all users.
+	MaxTerminals int
 }
 
 func parseConfig(name string, args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
@@ -62,6 +66,8 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	drain := fs.String("drain-timeout", env("DRAIN_TIMEOUT", "30s"), "on SIGTERM/SIGINT, how long transfers in flight may finish before they are cut; a second signal cuts at once (SHELLGATE_DRAIN_TIMEOUT)")
 	stall := fs.String("transfer-stall-timeout", env("TRANSFER_STALL_TIMEOUT", "60s"), "end an upload or download that moves less than 1 KiB for this long (SHELLGATE_TRANSFER_STALL_TIMEOUT)")
 	dbConns := fs.String("database-max-connections", env("DATABASE_MAX_CONNECTIONS", "0"), "database connection pool size; 0 for the engine's default (SQLite 4) (SHELLGATE_DATABASE_MAX_CONNECTIONS)")
+	maxConns := fs.String("max-connections", env("MAX_CONNECTIONS", "4096"), "open HTTP connections at most, terminal sockets included; more wait to be accepted (SHELLGATE_MAX_CONNECTIONS)")
+	maxTerminals := fs.String("max-terminals", env("MAX_TERMINALS", "1000"), "live terminal sessions in the process, all users (SHELLGATE_MAX_TERMINALS)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -87,6 +93,12 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	}
 	if cfg.StallTimeout, err = time.ParseDuration(*stall); err != nil || cfg.StallTimeout < time.Second {
 		return nil, fmt.Errorf("transfer stall timeout %q: want a duration of at least 1s, like 60s", *stall)
+	}
+	if cfg.MaxConnections, err = strconv.Atoi(*maxConns); err != nil || cfg.MaxConnections < 16 || cfg.MaxConnections > 1_000_000 {
+		return nil, fmt.Errorf("max connections %q: want a number from 16 to 1000000", *maxConns)
+	}
+	if cfg.MaxTerminals, err = strconv.Atoi(*maxTerminals); err != nil || cfg.MaxTerminals < 1 || cfg.MaxTerminals > 1_000_000 {
+		return nil, fmt.Errorf("max terminals %q: want a number from 1 to 1000000", *maxTerminals)
 	}
 	if cfg.DatabaseMaxConns, err = strconv.Atoi(*dbConns); err != nil || cfg.DatabaseMaxConns < 0 || cfg.DatabaseMaxConns > 1000 {
 		return nil, fmt.Errorf("database max connections %q: want a number from 0 to 1000", *dbConns)

@@ -63,6 +63,7 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
+	ln = newLimitListener(ln, cfg.MaxConnections)
 	addr := ln.Addr().String()
 	scheme := "http"
 	if cfg.TLSCert != "" {
@@ -104,7 +105,7 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		}
 		defer dm.Close()
 	}
-	terms := terminal.NewManager(terminal.Config{Dialer: dialer, Logger: logger, MaxPerUser: cfg.MaxTerminalsPerUser})
+	terms := terminal.NewManager(terminal.Config{Dialer: dialer, Logger: logger, MaxPerUser: cfg.MaxTerminalsPerUser, MaxTotal: cfg.MaxTerminals})
 
 	hcfg := handlers.Config{
 		PublicURL:       cfg.PublicURL,
