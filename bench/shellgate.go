@@ -177,17 +177,36 @@ func StartShellgate(ctx context.Context, bin string, target *SSHServer, sessions
 			s.Close()
 		}
 	}()
-	admin, err := SignIn(ctx, s.URL, "admin", s.password)
-	if err != nil {
+	if err := s.prepare(ctx, target, sessions); err != nil {
 		return nil, err
 	}
-	if err := s.seed(ctx, admin, target); err != nil {
+	return s, nil
+}
+
+// Attach prepares a shellgate that is already running at baseURL (in this
+// process, say), whose admin password is password, as StartShellgate does.
+// Close then only forgets it.
+func Attach(ctx context.Context, baseURL, password string, target *SSHServer, sessions int) (*Shellgate, error) {
+	s := &Shellgate{URL: baseURL, password: password}
+	if err := s.prepare(ctx, target, sessions); err != nil {
 		return nil, err
+	}
+	return s, nil
+}
+
+// prepare signs in, seeds the stack and creates the accounts.
+func (s *Shellgate) prepare(ctx context.Context, target *SSHServer, sessions int) error {
+	admin, err := SignIn(ctx, s.URL, "admin", s.password)
+	if err != nil {
+		return err
+	}
+	if err := s.seed(ctx, admin, target); err != nil {
+		return err
 	}
 	s.users = []*WebClient{admin}
 	keyPEM, err := os.ReadFile(target.KeyPath)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	// More accounts (admins, so no membership step), each with the key
 	// uploaded as its own and attached: shellgate uses only the person's
@@ -196,18 +215,18 @@ func StartShellgate(ctx context.Context, bin string, target *SSHServer, sessions
 		name := fmt.Sprintf("bench%d", i)
 		pw, err := admin.CreateUser(ctx, name)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		u, err := SignIn(ctx, s.URL, name, pw)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if err := u.AttachUploadedKey(ctx, s.StackID, keyPEM); err != nil {
-			return nil, err
+			return err
 		}
 		s.users = append(s.users, u)
 	}
-	return s, nil
+	return nil
 }
 
 // launch starts the process on s.dataDir and waits until it listens.
@@ -365,6 +384,9 @@ func (s *Shellgate) Admin() *WebClient { return s.users[0] }
 // Close sends SIGTERM (graceful shutdown), SIGKILL after 10s, both by PID,
 // and removes the data dir.
 func (s *Shellgate) Close() error {
+	if s.cmd == nil {
+		return nil // attached: not ours to stop
+	}
 	s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-s.exited:
