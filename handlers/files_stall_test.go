@@ -266,3 +266,29 @@ func TestOrphanedUploadsAreSwept(t *testing.T) {
 		t.Errorf("home swept twice within the hour: %v", err)
 	}
 }
+
+// TestTransfersPerUserAreCapped: one person cannot hold more transfers at once than
+// the cap (each holds up to 2 MiB of SFTP requests); the next is refused with 503
+// and works again once one has finished.
+func TestTransfersPerUserAreCapped(t *testing.T) {
+	f := newTermFixture(t, func(c *handlers.Config) {
+		c.Transfers = handlers.TransferConfig{MaxPerUser: 1}
+	})
+	f.sshd.RequireThrowawayUser(t)
+	home := f.sshd.Home
+	q := url.Values{"dir": {home}, "name": {"slow.bin"}}
+	conn := f.alice.rawRequest(t, http.MethodPut, f.filesURL("/upload?"+q.Encode()), 1<<20)
+	conn.Write(make([]byte, 64<<10))
+	waitFor(t, "first upload running", func() bool { return len(tempFiles(home)) == 1 })
+	if code, msg := f.upload(f.alice, home, "second.txt", []byte("hi"), false); code != http.StatusServiceUnavailable {
+		t.Fatalf("second transfer at the cap: %d %s, want 503", code, msg)
+	}
+	conn.Close()
+	waitFor(t, "first upload ended", func() bool { return len(tempFiles(home)) == 0 })
+	if !poll(10*time.Second, func() bool {
+		code, _ := f.upload(f.alice, home, "second.txt", []byte("hi"), true)
+		return code == http.StatusOK
+	}) {
+		t.Fatal("uploads still refused after the first one ended")
+	}
+}
