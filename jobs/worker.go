@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	mathrand "math/rand/v2"
 	"os"
-	"syscall"
 	"time"
 
 	"github.com/shellgate/shellgate/store"
@@ -119,8 +118,7 @@ func (w *Worker) processAlive(r store.WorkerRow) bool {
 	if r.Host != w.host || r.PID <= 0 {
 		return true
 	}
-	err := syscall.Kill(r.PID, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
+	return pidExists(r.PID)
 }
 
 // NewWorker returns a worker with defaults filled in.
