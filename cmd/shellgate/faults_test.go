@@ -458,3 +458,42 @@ func newKeyPEM(t *testing.T) []byte {
 	}
 	return pem.EncodeToMemory(block)
 }
+
+// TestSecondSignalCutsAtOnce: an operator who does not want to wait for the drain
+// (30 s here) sends a second SIGTERM: the transfers are cut at once, the upload
+// still removes its temporary file, and the process exits 0 long before the drain
+// period would have ended.
+func TestSecondSignalCutsAtOnce(t *testing.T) {
+	r := newFaultRig(t, 3, "--drain-timeout", "30s")
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	const size, rate = 64 << 20, 1 << 20 // a minute each: far past the drain
+	terms, up, down := r.inFlight(t, ctx, size, rate)
+
+	if err := r.sg.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if !pollUntil(5*time.Second, func() bool { return r.readyz(t) != http.StatusOK }) {
+		t.Fatal("not draining after the first signal")
+	}
+	second := time.Now()
+	if err := r.sg.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.sg.Wait(15 * time.Second); err != nil {
+		t.Fatalf("exit: %v", err)
+	}
+	if took := time.Since(second); took > 15*time.Second {
+		t.Errorf("exited %s after the second signal", took)
+	}
+	if left := tempUploads(t, r.sshd.Home); len(left) > 0 {
+		t.Errorf("temporary files left after exit: %v", left)
+	}
+	if u := <-up; u.err == nil && u.status == http.StatusOK {
+		t.Error("the upload succeeded although it was cut")
+	}
+	if d := <-down; d.err == nil && d.bytes == size {
+		t.Error("the download completed although it was cut")
+	}
+	restartMessage(t, terms)
+}

@@ -195,8 +195,12 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	// at once; uploads and downloads in flight get DrainTimeout to finish, then are
 	// cut, and each cut upload removes its temporary file before Drain returns.
 	logger.Info("draining", "drain_timeout", cfg.DrainTimeout)
-	for len(signals) > 0 {
-		<-signals // the signal that started the drain
+	// The signal that ended ctx reaches this channel too (within microseconds: the
+	// runtime delivers it to every channel in turn); it is not a second one. A ctx
+	// ended otherwise (tests, an embedding program) brings none.
+	select {
+	case <-signals:
+	case <-time.After(100 * time.Millisecond):
 	}
 	drainCtx, cancelDrain := context.WithTimeout(context.Background(), cfg.DrainTimeout)
 	defer cancelDrain()
