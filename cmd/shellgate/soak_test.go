@@ -36,11 +36,12 @@ type processFigures struct {
 	rssKiB          int64
 	heapMiB         float64 // Go heap in use (spans with live objects)
 	stackMiB        float64 // goroutine stacks
+	goMiB           float64 // memory the Go runtime holds from the OS (Sys − HeapReleased); RSS beyond it is outside Go (the SQLite driver's C-style heap, the binary)
 }
 
 func (p processFigures) String() string {
-	return fmt.Sprintf("%d goroutines, %d descriptors, %.1f MiB RSS (Go heap in use %.1f MiB, stacks %.1f MiB)",
-		p.goroutines, p.fds, float64(p.rssKiB)/1024, p.heapMiB, p.stackMiB)
+	return fmt.Sprintf("%d goroutines, %d descriptors, %.1f MiB RSS (Go heap in use %.1f MiB, stacks %.1f MiB, Go runtime total %.1f MiB)",
+		p.goroutines, p.fds, float64(p.rssKiB)/1024, p.heapMiB, p.stackMiB, p.goMiB)
 }
 
 // measure returns the figures of this process after a GC that returns freed
@@ -60,7 +61,8 @@ func measure(t *testing.T) processFigures {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return processFigures{goroutines: runtime.NumGoroutine(), fds: len(fds), rssKiB: rss,
-		heapMiB: float64(ms.HeapInuse) / (1 << 20), stackMiB: float64(ms.StackInuse) / (1 << 20)}
+		heapMiB: float64(ms.HeapInuse) / (1 << 20), stackMiB: float64(ms.StackInuse) / (1 << 20),
+		goMiB: float64(ms.Sys-ms.HeapReleased) / (1 << 20)}
 }
 
 func within(now, base, pct int64) bool { return now*100 <= base*(100+pct) }
