@@ -79,8 +79,8 @@ type Manager struct {
 	perUser  map[string]int       // live sessions plus opens in progress; bound: one key per user with a session
 	reserved int                  // sum of perUser; at most cfg.MaxTotal
 	bridges  map[*bridge]struct{} // bound: one per open terminal socket (HTTP connections are capped)
-	closers  []func()       // run by Shutdown (the file connection pool)
-	wg       sync.WaitGroup // session goroutines and Serve calls
+	closers  []func()             // run by Shutdown (the file connection pool)
+	wg       sync.WaitGroup       // session goroutines and Serve calls
 }
 
 // NewManager returns an empty registry.
