@@ -16,6 +16,14 @@ func (s *Server) routes(e *echo.Echo) {
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok") })
 	e.GET("/readyz", s.readyz) // 503 while draining or when the database is not usable
 	e.GET("/static/*", s.staticFiles(static.FS()))
+	// Agents of hosts behind NAT: not a browser endpoint (no session, no cookie
+	// counts; a request with an Origin is refused), authenticated by token or key.
+	if s.cfg.AgentEndpoint != nil {
+		e.GET(AgentPath, clientAddr(s.cfg.AgentEndpoint))
+	}
+	if s.cfg.TunnelEndpoint != nil {
+		e.GET(TunnelPath, clientAddr(s.cfg.TunnelEndpoint))
+	}
 
 	e.GET("/login", s.loginPage)
 	e.POST("/login", s.login)
@@ -35,6 +43,7 @@ func (s *Server) routes(e *echo.Echo) {
 	stackAdmin.POST("/servers/:sid/scan", s.scanServer)
 	stackAdmin.POST("/servers/:sid/pin", s.pinHostKey)
 	stackAdmin.POST("/servers/:sid/delete", s.deleteServer)
+	stackAdmin.POST("/servers/:sid/agent/token", s.newAgentToken)
 	stackAdmin.POST("/install", s.installGatewayKey)
 	stackAdmin.GET("/import", s.importPage)
 	stackAdmin.POST("/import", s.importSSHConfig)
@@ -46,6 +55,12 @@ func (s *Server) routes(e *echo.Echo) {
 	stackAdmin.POST("/recording", s.stackRecordingSettings)
 	stackAdmin.POST("/servers/:sid/sshlog", s.serverSSHLogFile)
 	app.GET("/stacks/:id/servers/:sid/terminal", s.terminalPage)
+	app.POST("/stacks/:id/servers/:sid/tunnels", s.openTunnel)
+	app.GET("/tunnels/:tid", s.tunnelPage)
+	app.POST("/tunnels/:tid/rotate", s.rotateTunnel)
+	app.POST("/tunnels/:tid/close", s.closeTunnel)
+	app.POST("/tunnels/:tid/duplicate", s.duplicateTunnel)
+	app.POST("/tunnels/:tid/delete", s.deleteTunnel)
 	app.POST("/api/terminal/tickets", s.issueTicket)
 	// The terminal socket stays out of any timeout or compression middleware.
 	app.GET("/api/terminal/ws", s.terminalSocket)

@@ -62,6 +62,10 @@ type Config struct {
 	Transfers TransferConfig
 	// Files tunes the file panel's connection pool (idle time, orphan sweep).
 	Files terminal.PoolConfig
+	// AgentEndpoint serves agents' WebSocket upgrades at AgentPath; nil: none.
+	AgentEndpoint http.Handler
+	// TunnelEndpoint serves local proxies' upgrades at TunnelPath; nil: none.
+	TunnelEndpoint http.Handler
 }
 
 // Server holds the dependencies of every handler.

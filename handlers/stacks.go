@@ -36,6 +36,14 @@ type StacksConfig struct {
 	Wake func()
 	// ScanTimeout bounds one host-key read (default 10s).
 	ScanTimeout time.Duration
+	// Agents are the live links of agents (servers behind NAT); nil: no agent
+	// endpoint, servers reached through an agent show as disconnected.
+	Agents AgentLinks
+	// Tunnels are the local proxies' links; nil: no tunnels for native clients.
+	Tunnels TunnelLinks
+	// TunnelMinLifetime and TunnelMaxLifetime bound a tunnel's lifetime
+	// (default 1 min and 12 h).
+	TunnelMinLifetime, TunnelMaxLifetime time.Duration
 }
 
 // Authorization, everywhere below: a stack is fetched with StackForUser (admins: any;
@@ -225,6 +233,13 @@ func (s *Server) stackModel(c echo.Context, st *store.Stack, tab string) (pages.
 			}
 		}
 		row.DeployKind, row.DeployText, row.DeployDetail = serverState(&sv, byServer[sv.ID])
+		if sv.ViaAgent {
+			row.Agent, row.AgentTokenURL = s.agentState(c.Request().Context(), sv.ID), agentTokenURL(st.ID, sv.ID)
+		}
+		if s.stacks.Tunnels != nil {
+			row.TunnelURL = fmt.Sprintf("/stacks/%d/servers/%d/tunnels", st.ID, sv.ID)
+			row.Tunnels = s.openTunnels(c.Request().Context(), sv.ID)
+		}
 		logins := []string{sv.LoginUser}
 		if st.UserPerKey {
 			logins = ownKeys
@@ -234,6 +249,9 @@ func (s *Server) stackModel(c echo.Context, st *store.Stack, tab string) (pages.
 		}
 		for _, login := range logins {
 			row.Commands = append(row.Commands, NativeCommand(servers, sv.ID, login))
+		}
+		if sv.ViaAgent {
+			row.Commands = nil // not dialable: native clients go through a tunnel
 		}
 		m.Servers = append(m.Servers, row)
 		if sv.HostKeyState() == store.HostKeyPinned {
@@ -450,7 +468,7 @@ func (s *Server) addServer(c echo.Context) error {
 	f := pages.ServerForm{
 		Name: strings.TrimSpace(c.FormValue("name")), Host: strings.TrimSpace(c.FormValue("host")),
 		Port: strings.TrimSpace(c.FormValue("port")), User: strings.TrimSpace(c.FormValue("user")),
-		JumpID: c.FormValue("jump"),
+		JumpID: c.FormValue("jump"), ViaAgent: c.FormValue("via") == "agent",
 	}
 	again := func(msg string) error {
 		m, err := s.stackModel(c, st, "servers")
@@ -492,6 +510,10 @@ func (s *Server) addServer(c echo.Context) error {
 		return err
 	}
 	s.audit(c, currentUser(c), "server.add", st.Name+"/"+sv.Name, true, map[string]string{"address": address(sv), "user": sv.LoginUser})
+	if f.ViaAgent {
+		// Never dialed directly: its host key is read once its agent is connected.
+		return s.showAgentToken(c, st, sv)
+	}
 	s.scanAndRecord(c, st, sv)
 	return c.Redirect(http.StatusSeeOther, hostKeyURL(st.ID, sv.ID))
 }
@@ -628,7 +650,11 @@ func (s *Server) deleteServer(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	tunnels, _ := s.store.ListTunnels(c.Request().Context(), sv.ID)
 	err = s.store.DeleteServer(c.Request().Context(), st.ID, sv.ID)
+	if err == nil {
+		s.cutServerLinks(sv.ID, tunnels) // its agent and tunnels go with it
+	}
 	if errors.Is(err, store.ErrConflict) {
 		s.setFlash(c, "error", sv.Name+" is the jump server of another server; remove that one first.")
 		return c.Redirect(http.StatusSeeOther, stackURL(st.ID, ""))

@@ -67,6 +67,9 @@ func Target(servers []store.Server, id int64) (*terminal.Target, error) {
 			return nil, fmt.Errorf("jump server %s: %w", sv.Name, ErrNotPinned)
 		}
 		t := &terminal.Target{Name: sv.Name, Host: sv.Host, Port: sv.Port, User: sv.LoginUser, HostKeys: keys}
+		if sv.ViaAgent {
+			t.Agent = sv.ID // its agent dials Host:Port on its own host
+		}
 		if prev == nil {
 			first = t
 		} else {

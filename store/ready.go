@@ -20,19 +20,28 @@ func ready(ctx context.Context, db *sql.DB, engine string) error {
 	if err != nil {
 		return err
 	}
-	latest := 0
-	for _, e := range entries {
-		num, _, _ := strings.Cut(e.Name(), "_")
-		if v, err := strconv.Atoi(num); err == nil {
-			latest = max(latest, v)
-		}
-	}
-	var applied int
-	if err := db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&applied); err != nil {
+	applied := map[int]bool{}
+	rows, err := db.QueryContext(ctx, `SELECT version FROM schema_migrations`)
+	if err != nil {
 		return fmt.Errorf("database: %w", err)
 	}
-	if applied < latest {
-		return fmt.Errorf("database schema at migration %d, this binary needs %d", applied, latest)
+	defer rows.Close()
+	for rows.Next() {
+		var v int
+		if err := rows.Scan(&v); err != nil {
+			return fmt.Errorf("database: %w", err)
+		}
+		applied[v] = true
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	// Each one, not the highest: branches merge migrations out of order.
+	for _, e := range entries {
+		num, _, _ := strings.Cut(e.Name(), "_")
+		if v, err := strconv.Atoi(num); err == nil && !applied[v] {
+			return fmt.Errorf("database schema lacks migration %s", e.Name())
+		}
 	}
 	return nil
 }

@@ -51,6 +51,9 @@ type Server struct {
 	PresentedKey string
 	PresentedAt  time.Time
 	CreatedAt    time.Time
+	// ViaAgent: shellgate reaches the server through the outbound link of its agent
+	// (Host:Port as seen from the agent's host), never by dialing it.
+	ViaAgent bool
 }
 
 // HostKeyState is HostKeyUnconfirmed, HostKeyPinned or HostKeyChanged.
@@ -354,14 +357,15 @@ func (s *SQLite) ListStackMembers(ctx context.Context, stackID int64) ([]StackMe
 }
 
 const serverColumns = `id, stack_id, name, host, port, login_user, COALESCE(jump_server_id, 0), identity_file,
-	host_keys, pinned_at, presented_key, presented_at, created_at`
+	host_keys, pinned_at, presented_key, presented_at, created_at,
+	EXISTS (SELECT 1 FROM agents a WHERE a.server_id = servers.id)`
 
 func scanServer(r scanner) (*Server, error) {
 	var sv Server
 	var keys string
 	var pinned, presented, created int64
 	if err := r.Scan(&sv.ID, &sv.StackID, &sv.Name, &sv.Host, &sv.Port, &sv.LoginUser, &sv.JumpServerID,
-		&sv.IdentityFile, &keys, &pinned, &sv.PresentedKey, &presented, &created); err != nil {
+		&sv.IdentityFile, &keys, &pinned, &sv.PresentedKey, &presented, &created, &sv.ViaAgent); err != nil {
 		return nil, normalize(err)
 	}
 	sv.HostKeys = splitKeys(keys)

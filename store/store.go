@@ -86,6 +86,8 @@ type EventFilter struct {
 // Store is shellgate's persistent state.
 type Store interface {
 	StackStore
+	AgentStore
+	TunnelStore
 	CreateUser(ctx context.Context, u *User) error
 	UserByID(ctx context.Context, id int64) (*User, error)
 	UserByName(ctx context.Context, username string) (*User, error)

@@ -17,10 +17,24 @@ import (
 )
 
 // Dialer yields the TCP connection to the first hop. *net.Dialer satisfies
-// it, so does *ssh.Client (used for jump hosts) and, later, a tunnel stream.
+// it, so does *ssh.Client (used for jump hosts) and an agent's stream.
 type Dialer interface {
 	DialContext(ctx context.Context, network, addr string) (net.Conn, error)
 }
+
+// AgentDialer is a Dialer that can also reach hosts behind NAT: DialAgent
+// opens a stream through the outbound link that the agent of server id
+// keeps open, to addr as seen from the agent's host. Dial uses it for every
+// hop whose Target.Agent is set; to the SSH handshake above it the stream
+// is a net.Conn like any other.
+type AgentDialer interface {
+	Dialer
+	DialAgent(ctx context.Context, id int64, addr string) (net.Conn, error)
+}
+
+// ErrNoAgentRoute means a hop must go through an agent but Dial was given a
+// Dialer that knows no agents.
+var ErrNoAgentRoute = errors.New("server is reached through an agent, and no agent link is available")
 
 // Target is one SSH server as the person sees it.
 type Target struct {
@@ -30,6 +44,11 @@ type Target struct {
 	User     string          // login name
 	HostKeys []ssh.PublicKey // pinned keys; empty means not yet trusted
 	Jump     *Target         // ProxyJump: reach this target through Jump (direct-tcpip)
+	// Agent, when non-zero, is the id of the server whose agent carries
+	// the connection: Addr is then dialed by the agent on its own host
+	// (through AgentDialer), whatever Jump says, so a jump chain may start
+	// or end at a host behind NAT.
+	Agent int64
 }
 
 // Addr is host:port.
@@ -155,6 +174,9 @@ func Dial(ctx context.Context, d Dialer, t *Target, auth Auth, policy HostKeyPol
 			return nil, fmt.Errorf("dial %s: more than %d jump hosts", t, maxHops-1)
 		}
 		hops = append([]*Target{h}, hops...)
+		if h.Agent != 0 {
+			break // its agent reaches it: the hops before it are not needed
+		}
 	}
 	var clients []*ssh.Client
 	closeAll := func() {
@@ -164,7 +186,9 @@ func Dial(ctx context.Context, d Dialer, t *Target, auth Auth, policy HostKeyPol
 	}
 	via := d
 	for i, hop := range hops {
-		if i > 0 {
+		if hop.Agent != 0 {
+			opts.tracef("Reaching %s through its agent.", hop)
+		} else if i > 0 {
 			opts.tracef("Jumping through %s to %s.", hops[i-1], hop)
 		}
 		c, err := dialHop(ctx, via, hop, auth, policy, opts)
@@ -203,7 +227,7 @@ func dialHop(ctx context.Context, d Dialer, t *Target, auth Auth, policy HostKey
 	addr := t.Addr()
 	o.tracef("Connecting to %s.", t)
 	dctx, cancel := context.WithTimeout(ctx, o.ConnectTimeout)
-	raw, err := d.DialContext(dctx, "tcp", addr)
+	raw, err := dialFirst(dctx, d, t, addr)
 	cancel()
 	if err != nil {
 		return nil, &DialError{Target: t, Phase: PhaseConnect, Err: err}
@@ -256,6 +280,19 @@ func dialHop(ctx context.Context, d Dialer, t *Target, auth Auth, policy HostKey
 	}
 	o.tracef("Authenticated to %s using %q.", t, tr.last())
 	return ssh.NewClient(c, chans, reqs), nil
+}
+
+// dialFirst yields the byte stream for hop t: through its agent when t.Agent
+// is set, else with d (a TCP dialer or the previous hop's SSH client).
+func dialFirst(ctx context.Context, d Dialer, t *Target, addr string) (net.Conn, error) {
+	if t.Agent == 0 {
+		return d.DialContext(ctx, "tcp", addr)
+	}
+	ad, ok := d.(AgentDialer)
+	if !ok {
+		return nil, ErrNoAgentRoute
+	}
+	return ad.DialAgent(ctx, t.Agent, addr)
 }
 
 func isNetErr(err error) bool {
@@ -609,4 +646,22 @@ func keepalive(c *ssh.Client, o DialOptions) {
 			}()
 		}
 	}
+}
+
+// agentLost names the agent in cause when the SSH connection through it died
+// because the agent's link dropped: the transport error then says so. A
+// connection that is still up is not waited for.
+func agentLost(c *ssh.Client, t *Target, cause error) error {
+	done := make(chan error, 1)
+	go func() { done <- c.Wait() }()
+	select {
+	case err := <-done:
+		if errors.Is(err, ErrAgentLinkLost) {
+			return &LostError{Target: t, Err: fmt.Errorf("%w: %w", ErrConnectionLost, err)}
+		}
+	case <-time.After(100 * time.Millisecond):
+		// Connection still up: the channel ended on its own. The goroutine
+		// returns when the caller closes the client.
+	}
+	return cause
 }

@@ -32,6 +32,12 @@ var (
 	ErrClientGone = errors.New("browser disconnected")
 	// ErrDetachExpired ends a session nobody resumed within the grace period.
 	ErrDetachExpired = errors.New("detached session expired")
+	// ErrAgentOffline: the server is reached through an agent whose link to
+	// shellgate is down.
+	ErrAgentOffline = errors.New("the server's agent is not connected")
+	// ErrAgentLinkLost: the agent's link dropped while a connection went
+	// through it.
+	ErrAgentLinkLost = errors.New("the server's agent disconnected")
 )
 
 // HostKeyError reports a host key that was refused; Err is ErrHostKeyChanged
@@ -186,6 +192,11 @@ func UserMessage(err error) string {
 		return "This session was resumed in another window."
 	case errors.Is(err, ErrShutdown):
 		return "The server is restarting. Reconnect in a moment."
+	case errors.Is(err, ErrAgentLinkLost):
+		return "The agent of " + agentName(err) + " disconnected, so the connection was lost. " +
+			"The agent reconnects by itself; open a new terminal in a moment."
+	case errors.Is(err, ErrAgentOffline):
+		return agentName(err) + " is reached through an agent, and the agent is not connected to shellgate right now."
 	case errors.Is(err, ErrConnectionLost):
 		return "The connection to the server was lost."
 	case errors.Is(err, websocket.ErrReadLimit):
@@ -232,3 +243,26 @@ type Refusal struct {
 }
 
 func (r *Refusal) Error() string { return r.Message }
+
+// agentName names the server in agent messages.
+func agentName(err error) string {
+	var dial *DialError
+	var lost *LostError
+	switch {
+	case errors.As(err, &dial):
+		return dial.Target.displayName()
+	case errors.As(err, &lost):
+		return lost.Target.displayName()
+	}
+	return "the server"
+}
+
+// LostError is a session's connection lost for a reason worth naming, e.g.
+// the agent carrying it disconnected.
+type LostError struct {
+	Target *Target
+	Err    error
+}
+
+func (e *LostError) Error() string { return fmt.Sprintf("%s: %v", e.Target, e.Err) }
+func (e *LostError) Unwrap() error { return e.Err }

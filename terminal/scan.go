@@ -39,7 +39,7 @@ func scanHostKey(ctx context.Context, d Dialer, t *Target, jumpAuth Auth, opts D
 	}
 	opts = opts.withDefaults()
 	via := d
-	if t.Jump != nil {
+	if t.Jump != nil && t.Agent == 0 {
 		jopts := opts
 		jopts.KeepaliveInterval = -1 // the scan lasts one handshake
 		// nil policy: a jump host whose key is not pinned is refused.
@@ -53,7 +53,7 @@ func scanHostKey(ctx context.Context, d Dialer, t *Target, jumpAuth Auth, opts D
 
 	opts.tracef("Connecting to %s to read its host key.", t)
 	dctx, cancel := context.WithTimeout(ctx, opts.ConnectTimeout)
-	raw, err := via.DialContext(dctx, "tcp", t.Addr())
+	raw, err := dialFirst(dctx, via, t, t.Addr())
 	cancel()
 	if err != nil {
 		return nil, &DialError{Target: t, Phase: PhaseConnect, Err: err}

@@ -414,6 +414,9 @@ func (s *Session) finish(waitErr error) {
 	default:
 		cause = fmt.Errorf("%w: %w", ErrConnectionLost, waitErr)
 	}
+	if s.target.Agent != 0 && errors.Is(cause, ErrConnectionLost) {
+		cause = agentLost(s.client, s.target, cause)
+	}
 	s.cancel(cause)
 	cause = context.Cause(s.ctx) // first cause wins
 	s.client.Close()

@@ -41,6 +41,10 @@ type config struct {
 	MaxConnections int
 	// MaxTerminals caps live terminal sessions in the process, all users.
 	MaxTerminals int
+	// AgentHeartbeat is how often agents are pinged; three misses end a link.
+	AgentHeartbeat time.Duration
+	// TunnelMaxLifetime is the longest lifetime a member may give a tunnel.
+	TunnelMaxLifetime time.Duration
 }
 
 func parseConfig(name string, args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
@@ -68,13 +72,21 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	dbConns := fs.String("database-max-connections", env("DATABASE_MAX_CONNECTIONS", "0"), "database connection pool size; 0 for the engine's default (SQLite 4) (SHELLGATE_DATABASE_MAX_CONNECTIONS)")
 	maxConns := fs.String("max-connections", env("MAX_CONNECTIONS", "4096"), "open HTTP connections at most, terminal sockets included; more wait to be accepted (SHELLGATE_MAX_CONNECTIONS)")
 	maxTerminals := fs.String("max-terminals", env("MAX_TERMINALS", "1000"), "live terminal sessions in the process, all users (SHELLGATE_MAX_TERMINALS)")
+	heartbeat := fs.Duration("agent-heartbeat", envDuration(getenv, "AGENT_HEARTBEAT", 20*time.Second), "how often agents are pinged; a link silent for three intervals is closed (SHELLGATE_AGENT_HEARTBEAT)")
+	tunnelMax := fs.Duration("tunnel-max-lifetime", envDuration(getenv, "TUNNEL_MAX_LIFETIME", 12*time.Hour), "the longest lifetime of a tunnel for native clients (SHELLGATE_TUNNEL_MAX_LIFETIME)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	cfg := &config{
+	if *tunnelMax < time.Minute || *tunnelMax > 30*24*time.Hour {
+		return nil, fmt.Errorf("tunnel max lifetime %v: want 1m to 720h", *tunnelMax)
+	}
+	if *heartbeat < 100*time.Millisecond || *heartbeat > 10*time.Minute {
+		return nil, fmt.Errorf("agent heartbeat %v: want 100ms to 10m", *heartbeat)
+	}
+	cfg := &config{AgentHeartbeat: *heartbeat, TunnelMaxLifetime: *tunnelMax,
 		Listen: *listen, DataDir: *dataDir, DatabaseURL: *dbURL, TLSCert: *tlsCert, TLSKey: *tlsKey,
 		AdminPassword: getenv("SHELLGATE_ADMIN_PASSWORD"), LogFormat: *logFormat, Demo: *demoMode,
 	}
@@ -172,4 +184,16 @@ func parseRetention(v string) (time.Duration, error) {
 		return dur, nil
 	}
 	return 0, fmt.Errorf("recording retention %q: want days like 90d or a duration like 720h", v)
+}
+
+// envDuration reads SHELLGATE_key as a Go duration, def when unset or malformed
+// (the flag's own parsing then reports nothing: a malformed variable is ignored
+// with the default, like the flag package would refuse it loudly only as a flag).
+func envDuration(getenv func(string) string, key string, def time.Duration) time.Duration {
+	if v := getenv("SHELLGATE_" + key); v != "" {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d
+		}
+	}
+	return def
 }

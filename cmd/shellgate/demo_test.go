@@ -216,6 +216,10 @@ func (w *webClient) runInTerminal(stackID, serverID, cmd, want string) {
 // and the admin's terminal to it runs a shell; a second start re-uses the stack and
 // re-points the server at the new port and host key.
 func TestDemoMode(t *testing.T) {
+	// The demo shell is a login shell of the user running the tests; a home of its own
+	// keeps that user's profile (on CI machines: slow or lock-taking start-up scripts)
+	// out of a test about shellgate.
+	t.Setenv("HOME", t.TempDir())
 	dir := t.TempDir()
 	env := map[string]string{"SHELLGATE_ADMIN_PASSWORD": "correct horse battery staple 42"}
 	args := []string{"--demo", "--listen", "127.0.0.1:0", "--data-dir", dir}

@@ -7,6 +7,8 @@
 //	shellgate user disable NAME      disable an account and end its sessions
 //	shellgate user enable NAME
 //	shellgate user list
+//	shellgate agent --url URL ...    run on a host behind NAT; dials out to shellgate
+//	shellgate proxy --url URL ...    local proxy of a tunnel for native clients
 //
 // main.go is the composition root and nothing else: config → store → handlers → server.
 package main
@@ -44,6 +46,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return serve(ctx, cfg, stdout, stderr)
 	case "user":
 		return userCommand(ctx, args, getenv, stdin, stdout, stderr)
+	case "agent":
+		return agentCommand(ctx, args, getenv, stdin, stderr)
+	case "proxy":
+		return proxyCommand(ctx, args, getenv, stdin, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil
@@ -58,4 +64,7 @@ const usage = `usage:
   shellgate user passwd NAME          set a new password (generated, or --password-stdin)
   shellgate user disable NAME         disable an account and end its sessions
   shellgate user enable NAME          enable a disabled account
-  shellgate user list                 list accounts`
+  shellgate user list                 list accounts
+  shellgate agent --url URL [flags]   run on a host behind NAT (see: shellgate agent -h)
+  shellgate proxy --url URL --token-file FILE -s PORT
+                                      carry local TCP connections through a tunnel`

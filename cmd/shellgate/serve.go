@@ -22,6 +22,7 @@ import (
 	"github.com/shellgate/shellgate/jobs"
 	"github.com/shellgate/shellgate/store"
 	"github.com/shellgate/shellgate/terminal"
+	"github.com/shellgate/shellgate/tunnel"
 )
 
 // openState opens the data dir, the master key and the store: what both the server and
@@ -89,7 +90,19 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		ln.Close()
 		return err
 	}
-	dialer := &net.Dialer{}
+	// Servers behind NAT are reached through their agents' links; everything
+	// else is dialed directly. The SSH code sees one dialer.
+	hub := tunnel.NewHub(tunnel.HubConfig{
+		Store: st, Logger: logger, Heartbeat: cfg.AgentHeartbeat,
+		OnEvent: tunnel.Audit(st),
+	})
+	defer hub.Close()
+	dialer := &tunnel.Router{Direct: &net.Dialer{}, Hub: hub}
+	sources := tunnel.NewSourceHub(tunnel.SourceConfig{
+		Store: st, Dialer: dialer, Logger: logger, Heartbeat: cfg.AgentHeartbeat,
+		OnEvent: tunnel.AuditConnections(st),
+	})
+	defer sources.Close()
 	deployer := &terminal.Deployer{
 		Dialer: dialer,
 		Auth:   terminal.Auth{Signers: []ssh.Signer{gateway.Signer}},
@@ -123,8 +136,13 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 			InstallWithPassword: func(ctx context.Context, t *terminal.Target, password string, log func(string)) error {
 				return jobs.InstallWithPassword(ctx, dialer, gateway, t, password, log)
 			},
-			Wake: worker.Wake,
+			Wake:   worker.Wake,
+			Agents:            hub,
+			Tunnels:           sources,
+			TunnelMaxLifetime: cfg.TunnelMaxLifetime,
 		},
+		AgentEndpoint:      hub,
+		TunnelEndpoint:     sources,
 		Terminals:          terms,
 		RecordingsDir:      filepath.Join(cfg.DataDir, "recordings"),
 		RecordingRetention: cfg.RecordingRetention,
@@ -222,6 +240,8 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	logger.Info("shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	sources.Close()
+	hub.Close() // agents reconnect, with jittered backoff, when shellgate is back
 	if err := terms.Shutdown(shutdownCtx); err != nil {
 		logger.Warn("terminal sessions did not all close", "err", err)
 	}

@@ -2,6 +2,9 @@ import { test, expect, signIn, startShellgate, stopShellgate } from "../fixtures
 import { startSSHD, stopSSHD, requireThrowaway, type SSHD } from "../sshd";
 import { createStackWithServer } from "../steps";
 import type { Page } from "@playwright/test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 test.afterAll(stopSSHD);
 
@@ -95,7 +98,10 @@ test("the socket drops mid-output: the page reconnects and resumes without a gap
 });
 
 test("demo mode: a newcomer signs in and opens a shell with no server of their own", async ({ page }) => {
-  const demo = await startShellgate({ SHELLGATE_DEMO: "true" });
+  // The demo shell is a login shell of this user: a home of its own keeps the machine's
+  // profile scripts (slow, lock-taking ones on CI machines) out of the test.
+  const home = mkdtempSync(join(tmpdir(), "sg-demo-home-"));
+  const demo = await startShellgate({ SHELLGATE_DEMO: "true", HOME: home });
   try {
     await expect.poll(() => demo.output()).toContain("demo mode:"); // the WARN line, on stderr
     await signIn(page, demo);
@@ -128,5 +134,6 @@ test("demo mode: a newcomer signs in and opens a shell with no server of their o
     await page.screenshot({ path: "test-results/stack-log-debug.png", fullPage: true });
   } finally {
     await stopShellgate(demo);
+    rmSync(home, { recursive: true, force: true });
   }
 });

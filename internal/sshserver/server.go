@@ -287,7 +287,13 @@ func checkLoopback(addr string) error {
 func baseEnv(shell string) []string {
 	env := []string{"SHELL=" + shell}
 	if u, err := user.Current(); err == nil {
-		env = append(env, "HOME="+u.HomeDir, "USER="+u.Username, "LOGNAME="+u.Username)
+		// $HOME of the process wins over the passwd entry, as with `su` without `-`:
+		// the shells run as this process's user, in the home it was given.
+		home := os.Getenv("HOME")
+		if home == "" {
+			home = u.HomeDir
+		}
+		env = append(env, "HOME="+home, "USER="+u.Username, "LOGNAME="+u.Username)
 	}
 	path := os.Getenv("PATH")
 	if path == "" {

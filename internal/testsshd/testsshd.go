@@ -44,6 +44,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/shellgate/shellgate/internal/netnstest"
 )
 
 // Options configure an instance. The zero value offers public-key login only.
@@ -63,6 +65,10 @@ type Options struct {
 	// defaults, because sshd keeps the first value it reads for a keyword;
 	// from the first Match line on they are written after the defaults.
 	ExtraConfig []string
+	// Netns, when set, runs sshd inside that network namespace (made by
+	// internal/netnstest), listening on the namespace's own loopback: only a
+	// process inside it (an agent) can reach it.
+	Netns string
 	// HostKeyDir, when set, holds the host key (ssh_host_ed25519_key),
 	// generated there when missing, so several instances or test runs can
 	// share it. Restart with a new key overwrites it.
@@ -418,6 +424,10 @@ func (s *SSHD) start() error {
 	}
 	var stderr bytes.Buffer
 	cmd := exec.Command(s.sshdPath, "-D", "-f", s.configPath, "-E", s.LogFile)
+	if s.opts.Netns != "" {
+		// ip execs sshd without forking, so cmd's PID is sshd's.
+		cmd = exec.Command("ip", append([]string{"netns", "exec", s.opts.Netns}, cmd.Args...)...)
+	}
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	// Session processes inherit sshd's stderr pipe. Without a bound, Wait would wait
 	// for every one of them, and a test that leaks a connection would hang Stop (and
@@ -442,7 +452,7 @@ func (s *SSHD) start() error {
 			return fmt.Errorf("sshd exited: %s\n%s", cmd.ProcessState, stderr.String())
 		default:
 		}
-		if banner(s.Addr) {
+		if banner(s.opts.Netns, s.Addr) {
 			return nil
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -452,8 +462,8 @@ func (s *SSHD) start() error {
 }
 
 // banner reports whether an SSH server answers on addr.
-func banner(addr string) bool {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
+func banner(netns, addr string) bool {
+	c, err := netnstest.Dial(netns, addr, time.Second)
 	if err != nil {
 		return false
 	}
