@@ -10,6 +10,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/shellgate/shellgate/internal/password"
+	"github.com/shellgate/shellgate/metrics"
 	"github.com/shellgate/shellgate/store"
 	"github.com/shellgate/shellgate/views/pages"
 )
@@ -56,6 +57,7 @@ func (s *Server) login(c echo.Context) error {
 	}
 	if byUser >= s.throttle.PerUser || byIP >= s.throttle.PerIP {
 		s.audit(c, nil, "login", username, false, map[string]string{"reason": "throttled"})
+		s.cfg.Ops.Metrics.SignIn(metrics.SignInThrottled)
 		return fail(http.StatusTooManyRequests, errThrottled)
 	}
 
@@ -77,6 +79,7 @@ func (s *Server) login(c echo.Context) error {
 			reason = "account disabled"
 		}
 		s.audit(c, nil, "login", username, false, map[string]string{"reason": reason})
+		s.cfg.Ops.Metrics.SignIn(metrics.SignInFailure)
 		return fail(http.StatusUnauthorized, errBadCredentials)
 	}
 
@@ -87,6 +90,7 @@ func (s *Server) login(c echo.Context) error {
 		return err
 	}
 	s.audit(c, u, "login", u.Username, true, nil)
+	s.cfg.Ops.Metrics.SignIn(metrics.SignInSuccess)
 	return c.Redirect(http.StatusSeeOther, next)
 }
 

@@ -8,11 +8,13 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/shellgate/shellgate/jobs"
+	"github.com/shellgate/shellgate/metrics"
 	"github.com/shellgate/shellgate/store"
 	"github.com/shellgate/shellgate/terminal"
 )
@@ -271,8 +273,10 @@ func (s *Server) filesDownload(c echo.Context) error {
 	}
 	s.auditFile(c, fc, "file.download", nil, detail)
 	attachmentHeaders(c.Response().Header(), rf.Name(), "application/octet-stream")
+	start := time.Now()
 	// The Content-Type is set, so ServeContent does not sniff; the name is unused.
 	http.ServeContent(t.writer(c.Response()), c.Request().WithContext(t.ctx), "", rf.ModTime(), rf)
+	s.cfg.Ops.Metrics.FileTransfer(metrics.Download, c.Response().Size, time.Since(start), t.ctx.Err())
 	if t.stalled() || t.drained() {
 		// The start was audited; the end says why the browser got less.
 		s.auditFile(c, fc, "file.download", t.reason(), detail)
@@ -318,7 +322,9 @@ func (s *Server) filesArchive(c echo.Context) error {
 	}
 	attachmentHeaders(c.Response().Header(), name+".zip", "application/zip")
 	c.Response().WriteHeader(http.StatusOK)
+	start := time.Now()
 	res, err := fc.files.WriteZip(ctx, e.Path, t.writer(c.Response()))
+	s.cfg.Ops.Metrics.FileTransfer(metrics.Download, c.Response().Size, time.Since(start), err)
 	detail := map[string]string{"path": e.Path, "files": strconv.Itoa(res.Files), "bytes": strconv.FormatInt(res.Bytes, 10)}
 	if len(res.Skipped) > 0 {
 		detail["skipped"] = strconv.Itoa(len(res.Skipped))
@@ -361,7 +367,11 @@ func (s *Server) filesUpload(c echo.Context) error {
 	dir, rel := q.Get("dir"), q.Get("name")
 	// The engine removes its temporary file whatever ends the upload: the body
 	// failing, t.ctx cut by the progress deadline or the end of a drain.
-	res, err := fc.files.Upload(t.ctx, dir, rel, t.body(r.Body), terminal.UploadOptions{Size: size, Overwrite: q.Get("overwrite") == "1"})
+	body, start := &metrics.CountingReader{R: t.body(r.Body)}, time.Now()
+	res, err := fc.files.Upload(t.ctx, dir, rel, body, terminal.UploadOptions{Size: size, Overwrite: q.Get("overwrite") == "1"})
+	if !errors.Is(err, terminal.ErrExists) {
+		s.cfg.Ops.Metrics.FileTransfer(metrics.Upload, body.N, time.Since(start), err)
+	}
 	if err != nil && (t.stalled() || t.drained()) {
 		err = t.reason()
 	}

@@ -15,6 +15,7 @@ func (s *Server) routes(e *echo.Echo) {
 
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok") })
 	e.GET("/readyz", s.readyz) // 503 while draining or when the database is not usable
+	e.GET("/metrics", s.metricsEndpoint) // bearer token only; 404 unless configured
 	e.GET("/static/*", s.staticFiles(static.FS()))
 	// Agents of hosts behind NAT: not a browser endpoint (no session, no cookie
 	// counts; a request with an Origin is refused), authenticated by token or key.
@@ -96,5 +97,6 @@ func (s *Server) routes(e *echo.Echo) {
 	admin.POST("/users/:id/enable", s.setUserDisabled(false))
 	admin.POST("/users/:id/password", s.resetPassword)
 	admin.GET("/live", s.livePage)
+	admin.GET("/system", s.systemPage)
 	admin.POST("/live/:session/terminate", s.terminateSession)
 }

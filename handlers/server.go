@@ -62,6 +62,8 @@ type Config struct {
 	Transfers TransferConfig
 	// Files tunes the file panel's connection pool (idle time, orphan sweep).
 	Files terminal.PoolConfig
+	// Ops feeds the system page and the metrics endpoint (see system.go).
+	Ops OpsConfig
 	// AgentEndpoint serves agents' WebSocket upgrades at AgentPath; nil: none.
 	AgentEndpoint http.Handler
 	// TunnelEndpoint serves local proxies' upgrades at TunnelPath; nil: none.

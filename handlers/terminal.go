@@ -14,6 +14,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/shellgate/shellgate/jobs"
+	"github.com/shellgate/shellgate/metrics"
 	"github.com/shellgate/shellgate/store"
 	"github.com/shellgate/shellgate/terminal"
 	"github.com/shellgate/shellgate/views/pages"
@@ -101,6 +102,7 @@ func (s *Server) terminalSocket(c echo.Context) error {
 	u := currentUser(c)
 	want := s.expectedOrigin(c)
 	if c.Request().Header.Get("Origin") != want {
+		s.cfg.Ops.Metrics.UpgradeRefused(metrics.RefusedOrigin)
 		return echo.NewHTTPError(http.StatusForbidden, "Cross-site WebSocket refused.")
 	}
 	up := websocket.Upgrader{
@@ -111,6 +113,7 @@ func (s *Server) terminalSocket(c echo.Context) error {
 	}
 	ws, err := up.Upgrade(c.Response(), c.Request(), nil)
 	if err != nil {
+		s.cfg.Ops.Metrics.UpgradeRefused(metrics.RefusedHandshake)
 		return nil // the upgrader has answered
 	}
 	wsID := sessionID(c)
@@ -136,6 +139,7 @@ func (s *Server) terminalSocket(c echo.Context) error {
 		// Trace runs after Open, so it knows the stack and whether it is being debugged.
 		Trace: func(line string) { s.traceTerminal(opened.stack, opened.server, line) },
 		OnStart: func(info terminal.SessionInfo) {
+			s.cfg.Ops.Metrics.TerminalStarted(info)
 			s.startRecording(rec, u, opened.stack, opened.server, info)
 			s.live.add(info.ID, liveMeta{User: u.Username, Stack: opened.stack, Server: opened.server, ClientIP: clientIP})
 			s.auditTerminal(u, clientIP, opened.stack, opened.server, "terminal.start", true, map[string]string{
@@ -144,6 +148,7 @@ func (s *Server) terminalSocket(c echo.Context) error {
 		},
 		OnEnd: func(info terminal.SessionInfo, exitStatus int, in, out int64, err error) {
 			s.live.remove(info.ID)
+			s.cfg.Ops.Metrics.TerminalEnded(info, err)
 			detail := map[string]string{
 				"session": info.ID, "login": info.User, "keys": opened.keys,
 				"bytes_in": strconv.FormatInt(in, 10), "bytes_out": strconv.FormatInt(out, 10),

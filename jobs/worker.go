@@ -65,6 +65,8 @@ type Worker struct {
 	// Alive reports whether the process of a worker row on this host still
 	// runs; default: signal 0 to its PID when the row's host is this one.
 	Alive func(w store.WorkerRow) bool
+	// OnFinish, when set, hears of every job run: a removal or not, and its error.
+	OnFinish func(removing bool, err error)
 
 	wake chan struct{}
 	host string
@@ -247,6 +249,9 @@ func (w *Worker) RunOnce(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("claim: %w", err)
 	}
 	retryAt, jobErr := w.run(ctx, d)
+	if w.OnFinish != nil {
+		w.OnFinish(d.State == store.DeployRemoving, jobErr)
+	}
 	// Recording the outcome must survive a cancelled ctx (shutdown mid-job).
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()

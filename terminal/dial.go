@@ -133,6 +133,8 @@ type DialOptions struct {
 	// algorithms, host key, authentication methods tried and their result.
 	// It never receives secrets.
 	Trace func(line string)
+	// Observe, when set, is told how long each Dial took and how it ended (metrics).
+	Observe func(took time.Duration, err error)
 }
 
 func (o DialOptions) withDefaults() DialOptions {
@@ -166,7 +168,10 @@ const maxHops = 8
 // Dial connects to t, through its Jump chain if any, checking the host key
 // of every hop before any credential is sent. Closing the returned client
 // closes the jump connections too, and stops its keepalive.
-func Dial(ctx context.Context, d Dialer, t *Target, auth Auth, policy HostKeyPolicy, opts DialOptions) (*ssh.Client, error) {
+func Dial(ctx context.Context, d Dialer, t *Target, auth Auth, policy HostKeyPolicy, opts DialOptions) (c *ssh.Client, err error) {
+	if opts.Observe != nil {
+		defer func(start time.Time) { opts.Observe(time.Since(start), err) }(time.Now())
+	}
 	opts = opts.withDefaults()
 	var hops []*Target
 	for h := t; h != nil; h = h.Jump {

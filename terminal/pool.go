@@ -103,6 +103,9 @@ func NewPool(m *Manager, cfg PoolConfig) *Pool {
 	if cfg.SweepEvery == 0 {
 		cfg.SweepEvery = time.Hour
 	}
+	if cfg.DialOptions.Observe == nil {
+		cfg.DialOptions.Observe = m.cfg.DialOptions.Observe
+	}
 	p := &Pool{m: m, cfg: cfg, log: cfg.Logger, entries: make(map[PoolKey]*poolEntry), swept: make(map[sweepMark]time.Time)}
 	m.onShutdown(p.Close)
 	return p

@@ -41,6 +41,11 @@ type config struct {
 	MaxConnections int
 	// MaxTerminals caps live terminal sessions in the process, all users.
 	MaxTerminals int
+	// Metrics: a separate listener (with pprof if asked), and/or a token file that
+	// opens /metrics on the main port (see ops.go).
+	MetricsListen    string
+	MetricsTokenFile string
+	Pprof            bool
 	// AgentHeartbeat is how often agents are pinged; three misses end a link.
 	AgentHeartbeat time.Duration
 	// TunnelMaxLifetime is the longest lifetime a member may give a tunnel.
@@ -72,6 +77,9 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	dbConns := fs.String("database-max-connections", env("DATABASE_MAX_CONNECTIONS", "0"), "database connection pool size; 0 for the engine's default (SQLite 4) (SHELLGATE_DATABASE_MAX_CONNECTIONS)")
 	maxConns := fs.String("max-connections", env("MAX_CONNECTIONS", "4096"), "open HTTP connections at most, terminal sockets included; more wait to be accepted (SHELLGATE_MAX_CONNECTIONS)")
 	maxTerminals := fs.String("max-terminals", env("MAX_TERMINALS", "1000"), "live terminal sessions in the process, all users (SHELLGATE_MAX_TERMINALS)")
+	metricsListen := fs.String("metrics-listen", env("METRICS_LISTEN", ""), "serve Prometheus metrics at /metrics on this separate address, e.g. 127.0.0.1:9090; no authentication, keep it private (SHELLGATE_METRICS_LISTEN)")
+	metricsToken := fs.String("metrics-token-file", env("METRICS_TOKEN_FILE", ""), "serve /metrics on the main port too, to requests with Authorization: Bearer <the file's content> (SHELLGATE_METRICS_TOKEN_FILE)")
+	pprofOn := fs.Bool("pprof", env("PPROF", "") == "true", "also serve net/http/pprof under /debug/pprof/ on the metrics listener (SHELLGATE_PPROF=true)")
 	heartbeat := fs.Duration("agent-heartbeat", envDuration(getenv, "AGENT_HEARTBEAT", 20*time.Second), "how often agents are pinged; a link silent for three intervals is closed (SHELLGATE_AGENT_HEARTBEAT)")
 	tunnelMax := fs.Duration("tunnel-max-lifetime", envDuration(getenv, "TUNNEL_MAX_LIFETIME", 12*time.Hour), "the longest lifetime of a tunnel for native clients (SHELLGATE_TUNNEL_MAX_LIFETIME)")
 	if err := fs.Parse(args); err != nil {
@@ -89,6 +97,10 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	cfg := &config{AgentHeartbeat: *heartbeat, TunnelMaxLifetime: *tunnelMax,
 		Listen: *listen, DataDir: *dataDir, DatabaseURL: *dbURL, TLSCert: *tlsCert, TLSKey: *tlsKey,
 		AdminPassword: getenv("SHELLGATE_ADMIN_PASSWORD"), LogFormat: *logFormat, Demo: *demoMode,
+		MetricsListen: *metricsListen, MetricsTokenFile: *metricsToken, Pprof: *pprofOn,
+	}
+	if cfg.Pprof && cfg.MetricsListen == "" {
+		return nil, errors.New("--pprof needs --metrics-listen: profiles are served only on the metrics listener")
 	}
 	n, err := strconv.Atoi(*maxTerms)
 	if err != nil || n < 1 || n > 10000 {

@@ -41,6 +41,20 @@ func (s *syncBuffer) String() string {
 // function (also called at the end of the test); run must return nil.
 func startServe(t *testing.T, args []string, env map[string]string) (string, *syncBuffer, func()) {
 	t.Helper()
+	base, _, stderr, stop := startServeAll(t, args, env)
+	return base, stderr, stop
+}
+
+// startServeOut is startServe that also returns what the server printed so far.
+func startServeOut(t *testing.T, args []string, env map[string]string) (string, func() string, func()) {
+	t.Helper()
+	base, stdout, _, stop := startServeAll(t, args, env)
+	return base, stdout.String, stop
+}
+
+func startServeAll(t *testing.T, args []string, env map[string]string) (string, *syncBuffer, *syncBuffer, func()) {
+	t.Helper()
+	stdout := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	stderr := &syncBuffer{}
@@ -68,6 +82,7 @@ func startServe(t *testing.T, args []string, env map[string]string) (string, *sy
 	go func() {
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
+			stdout.Write([]byte(sc.Text() + "\n"))
 			if rest, ok := strings.CutPrefix(sc.Text(), "shellgate is listening on "); ok {
 				found <- rest
 			}
@@ -76,13 +91,13 @@ func startServe(t *testing.T, args []string, env map[string]string) (string, *sy
 	}()
 	select {
 	case u := <-found:
-		return u, stderr, stop
+		return u, stdout, stderr, stop
 	case err := <-done:
 		t.Fatalf("run returned before listening: %v\n%s", err, stderr)
 	case <-time.After(30 * time.Second):
 		t.Fatalf("no listening line\n%s", stderr)
 	}
-	return "", nil, nil
+	return "", nil, nil, nil
 }
 
 // webClient is just enough of a browser: cookies, the CSRF token, Origin.

@@ -12,11 +12,13 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 
 	"github.com/shellgate/shellgate/handlers"
+	"github.com/shellgate/shellgate/internal/logring"
 	"github.com/shellgate/shellgate/internal/password"
 	"github.com/shellgate/shellgate/internal/secrets"
 	"github.com/shellgate/shellgate/jobs"
@@ -47,18 +49,41 @@ func openState(ctx context.Context, cfg *config) (*secrets.Keyring, *store.SQLit
 }
 
 func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
-	var logger *slog.Logger
+	started := time.Now()
+	var logh slog.Handler
 	if cfg.LogFormat == "json" {
-		logger = slog.New(slog.NewJSONHandler(stderr, nil))
+		logh = slog.NewJSONHandler(stderr, nil)
 	} else {
-		logger = slog.New(slog.NewTextHandler(stderr, nil))
+		logh = slog.NewTextHandler(stderr, nil)
 	}
+	// The last warnings and errors are kept for the system page.
+	recent := logring.New(100)
+	logger := slog.New(recent.Handler(logh, slog.LevelWarn))
 
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	// The shared lock tells `shellgate restore` that a server uses the data dir.
+	switch unlock, err := lockDataDir(cfg.DataDir, false); {
+	case errors.Is(err, errDataDirInUse):
+		return fmt.Errorf("a restore is running on %s: start shellgate again when it has finished", cfg.DataDir)
+	case err != nil: // e.g. a file system without locks: serve, but say what is lost
+		logger.Warn("cannot lock the data dir: shellgate restore will not see that shellgate runs", "err", err)
+	default:
+		defer unlock()
+	}
 	keys, st, err := openState(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	met := newMetrics()
+	var metricsToken string
+	if cfg.MetricsTokenFile != "" {
+		if metricsToken, err = readMetricsToken(cfg.MetricsTokenFile); err != nil {
+			return err
+		}
+	}
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -107,9 +132,11 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		Dialer: dialer,
 		Auth:   terminal.Auth{Signers: []ssh.Signer{gateway.Signer}},
 		// nil policy: deployment connects only to servers whose key is pinned.
+		Options: terminal.DialOptions{Observe: met.ObserveDial},
 	}
 	worker := jobs.NewWorker(st, deployer)
 	worker.Log = logger
+	worker.OnFinish = met.DeployJob
 	var dm *demo
 	if cfg.Demo {
 		if dm, err = startDemo(ctx, st, logger); err != nil {
@@ -118,7 +145,14 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		}
 		defer dm.Close()
 	}
-	terms := terminal.NewManager(terminal.Config{Dialer: dialer, Logger: logger, MaxPerUser: cfg.MaxTerminalsPerUser, MaxTotal: cfg.MaxTerminals})
+	terms := terminal.NewManager(terminal.Config{Dialer: dialer, Logger: logger, MaxPerUser: cfg.MaxTerminalsPerUser, MaxTotal: cfg.MaxTerminals,
+		DialOptions: terminal.DialOptions{Observe: met.ObserveDial}})
+	met.WatchTerminals(terms.Sessions)
+	if dc, ok := any(st).(interface {
+		DeploymentCounts(context.Context) (map[string]int, error)
+	}); ok {
+		met.WatchDeployQueue(dc.DeploymentCounts)
+	}
 
 	hcfg := handlers.Config{
 		PublicURL:       cfg.PublicURL,
@@ -147,6 +181,26 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		RecordingsDir:      filepath.Join(cfg.DataDir, "recordings"),
 		RecordingRetention: cfg.RecordingRetention,
 		Transfers:          handlers.TransferConfig{StallTimeout: cfg.StallTimeout},
+		Ops: handlers.OpsConfig{
+			Metrics: met, MetricsToken: metricsToken, Started: started, Listen: baseURL,
+			MasterKeyID: keys.PrimaryID(), MasterKeyFile: filepath.Join(cfg.DataDir, secrets.FileName), Log: recent,
+		},
+	}
+	if cfg.MetricsListen != "" {
+		ms, err := startMetricsServer(cfg.MetricsListen, met, cfg.Pprof, logger)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer ms.Close()
+		hcfg.Ops.MetricsWhere = "http://" + ms.addr + "/metrics (separate listener)"
+		if cfg.Pprof {
+			hcfg.Ops.MetricsWhere += ", pprof on"
+		}
+		fmt.Fprintf(stdout, "metrics are served on http://%s/metrics\n", ms.addr)
+	}
+	if metricsToken != "" {
+		hcfg.Ops.MetricsWhere = strings.TrimPrefix(hcfg.Ops.MetricsWhere+"; ", "; ") + baseURL + "/metrics with the bearer token"
 	}
 	if dm != nil {
 		hcfg.DemoAuth = dm.auth
