@@ -87,7 +87,7 @@ func (s *Server) auditPage(c echo.Context) error {
 	for _, e := range events {
 		m.Rows = append(m.Rows, pages.AuditRow{
 			ID: e.ID, At: e.At, Actor: e.ActorName, Kind: e.Kind, Target: e.Target, OK: e.OK,
-			ClientIP: e.ClientIP, Summary: summarize(e.Detail), Recording: recordingURL(e),
+			ClientIP: e.ClientIP, Summary: describeEvent(e.Kind, e.Detail), Recording: recordingURL(e),
 		})
 	}
 	return render(c, http.StatusOK, pages.Audit(s.page(c, "Audit", "audit"), m))

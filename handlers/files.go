@@ -106,15 +106,24 @@ type fileCall struct {
 	release func()
 }
 
+// fileCall takes the request's Grant before it checks membership, and ties the
+// request to it: a transfer ends as soon as access does (release stops the watch).
 func (s *Server) fileCall(c echo.Context) (*fileCall, error) {
+	u := currentUser(c)
+	g, err := s.revoke.Grant(c.Request().Context(), baseScopes(u, sessionID(c), parseID(c.Param("id")), parseID(c.Param("sid")))...)
+	if err != nil {
+		return nil, err
+	}
 	st, sv, err := s.stackServer(c)
 	if err != nil {
 		return nil, err
 	}
+	if err := s.stillSignedIn(c.Request().Context(), sessionID(c)); err != nil {
+		return nil, echo.NewHTTPError(http.StatusUnauthorized, "Sign in first.")
+	}
 	if sv.HostKeyState() != store.HostKeyPinned {
 		return nil, echo.NewHTTPError(http.StatusConflict, "The host key of "+sv.Name+" must be confirmed on the stack page first.")
 	}
-	u := currentUser(c)
 	key := terminal.PoolKey{UserID: strconv.FormatInt(u.ID, 10), Server: strconv.FormatInt(sv.ID, 10)}
 	files, release, err := s.files.Acquire(c.Request().Context(), key, func(ctx context.Context) (*terminal.Target, terminal.Auth, error) {
 		servers, err := s.store.ListServers(ctx, st.ID)
@@ -125,7 +134,7 @@ func (s *Server) fileCall(c echo.Context) (*fileCall, error) {
 		if err != nil {
 			return nil, terminal.Auth{}, echo.NewHTTPError(http.StatusConflict, "Cannot reach "+sv.Name+": "+err.Error()+".")
 		}
-		auth, login, _, err := s.userAuth(ctx, u, st)
+		auth, login, _, err := s.userAuth(ctx, u, st, nil)
 		if err != nil {
 			return nil, terminal.Auth{}, err
 		}
@@ -137,7 +146,10 @@ func (s *Server) fileCall(c echo.Context) (*fileCall, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &fileCall{st: st, sv: sv, files: files, release: release}, nil
+	fc := &fileCall{st: st, sv: sv, files: files}
+	stop := s.guardTransfer(c, fc, g)
+	fc.release = func() { stop(); release() }
+	return fc, nil
 }
 
 // auditFile writes one file event (file.upload, file.download, …) to the audit log.

@@ -391,9 +391,11 @@ func TestFilesBorrowTheTerminalConnection(t *testing.T) {
 	if !tc.until(tc.connected) {
 		t.Fatalf("terminal not connected: %+v", tc.status)
 	}
-	// Take the key away: only the borrowed connection can serve the listing now.
-	keys, _ := f.store.ListKeys(context.Background(), f.aliceID)
-	f.store.DetachKey(context.Background(), f.stack.ID, keys[0].ID, time.Now())
+	// The server stops accepting the key (detaching it in shellgate would end the
+	// terminal too): only the borrowed connection can serve the listing now.
+	if err := os.WriteFile(f.sshd.AuthorizedKeysPath(), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	var l listing
 	if code := f.alice.callJSON(http.MethodGet, f.filesURL(""), nil, &l); code != http.StatusOK || l.Path != f.sshd.Home {
 		t.Fatalf("listing through the terminal's connection: %d %+v", code, l)

@@ -96,6 +96,7 @@ func (s *Server) routes(e *echo.Echo) {
 	admin.POST("/users/:id/disable", s.setUserDisabled(true))
 	admin.POST("/users/:id/enable", s.setUserDisabled(false))
 	admin.POST("/users/:id/password", s.resetPassword)
+	admin.POST("/users/:id/end-sessions", s.endSessions)
 	admin.GET("/live", s.livePage)
 	admin.GET("/system", s.systemPage)
 	admin.POST("/live/:session/terminate", s.terminateSession)

@@ -18,6 +18,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/shellgate/shellgate/internal/revoke"
 	"github.com/shellgate/shellgate/static"
 	"github.com/shellgate/shellgate/store"
 	"github.com/shellgate/shellgate/terminal"
@@ -54,6 +55,10 @@ type Config struct {
 	// DemoAuth, set only in --demo mode, returns extra keys to offer to one server
 	// (the in-process demo server) for every user who may open it; nil elsewhere.
 	DemoAuth func(serverID int64) []ssh.Signer
+	// Revoke ends live terminals and transfers when access ends. Nil: one on an
+	// in-process bus over the store (enough for one process; the caller runs its
+	// Watch to notice changes made by other processes).
+	Revoke *revoke.Service
 	// RecordingsDir holds terminal recordings (asciicast files); empty records nothing.
 	RecordingsDir string
 	// RecordingRetention is how long recordings are kept (default 90 days).
@@ -82,6 +87,7 @@ type Server struct {
 	stacks   StacksConfig
 	terms    *terminal.Manager
 	files    *terminal.Pool // SSH connections of the file panel, one per user × server
+	revoke   *revoke.Service
 	live     liveSessions
 	xfers    *transferSet // uploads and downloads in flight (progress deadline, drain)
 }
@@ -125,6 +131,10 @@ func New(cfg Config, st store.Store) (*echo.Echo, *Server, error) {
 		secure:   cfg.PublicURL != nil && cfg.PublicURL.Scheme == "https",
 		throttle: defaultThrottle,
 		terms:    cfg.Terminals,
+		revoke:   cfg.Revoke,
+	}
+	if s.revoke == nil {
+		s.revoke = revoke.New(st, revoke.NewLocalBus(), cfg.Logger)
 	}
 	if s.terms == nil {
 		s.terms = terminal.NewManager(terminal.Config{Dialer: cfg.Stacks.Dialer, Logger: cfg.Logger})

@@ -13,6 +13,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/shellgate/shellgate/internal/revoke"
 	"github.com/shellgate/shellgate/jobs"
 	"github.com/shellgate/shellgate/metrics"
 	"github.com/shellgate/shellgate/store"
@@ -21,8 +22,8 @@ import (
 )
 
 // ticketTTL bounds how long a page may take between asking for a ticket and opening
-// its socket.
-const ticketTTL = time.Minute
+// its socket: the page asks right before it connects, so 30 s is plenty.
+const ticketTTL = 30 * time.Second
 
 // stackServer loads the stack and server named by :id and :sid for the signed-in
 // user: another stack's server, or a stack the user is not a member of, is a 404.
@@ -105,6 +106,13 @@ func (s *Server) terminalSocket(c echo.Context) error {
 		s.cfg.Ops.Metrics.UpgradeRefused(metrics.RefusedOrigin)
 		return echo.NewHTTPError(http.StatusForbidden, "Cross-site WebSocket refused.")
 	}
+	// Sockets upgraded but not opened yet cost a connection and a goroutine each
+	// until their first message: a few per person at a time.
+	admitted, err := s.terms.Admit(strconv.FormatInt(u.ID, 10))
+	if err != nil {
+		return echo.NewHTTPError(http.StatusTooManyRequests, "Too many terminals are opening at once. Wait a moment and try again.")
+	}
+	defer admitted()
 	up := websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,
 		ReadBufferSize:   32 << 10,
@@ -122,29 +130,37 @@ func (s *Server) terminalSocket(c echo.Context) error {
 		stack  *store.Stack
 		server *store.Server
 		keys   string
+		grant  *revoke.Grant
+		used   *usedKeys
 	}
 	rec := &recordingSink{}
 	hooks := terminal.Hooks{
 		Recorder: rec, InputRecorder: sinkInput{rec},
-		UserID: strconv.FormatInt(u.ID, 10),
+		UserID:   strconv.FormatInt(u.ID, 10),
+		Admitted: admitted,
 		Open: func(ctx context.Context, msg terminal.OpenMessage) (*terminal.Target, terminal.Auth, error) {
-			st, sv, t, auth, keys, err := s.openTerminal(ctx, u, wsID, msg)
+			used := &usedKeys{}
+			st, sv, t, auth, keys, g, err := s.openTerminal(ctx, u, wsID, msg, used)
 			if err != nil {
 				return nil, terminal.Auth{}, err
 			}
-			opened.stack, opened.server, opened.keys = st, sv, keys
+			opened.stack, opened.server, opened.keys, opened.grant, opened.used = st, sv, keys, g, used
 			s.prepareRecording(ctx, rec, st, sv, t.User)
 			return t, auth, nil
 		},
+		// Guard runs once the shell started: the session ends when access does.
+		Guard: func() terminal.Guard { return s.terminalGuard(opened.grant, u, opened.stack, opened.used) },
 		// Trace runs after Open, so it knows the stack and whether it is being debugged.
 		Trace: func(line string) { s.traceTerminal(opened.stack, opened.server, line) },
 		OnStart: func(info terminal.SessionInfo) {
 			s.cfg.Ops.Metrics.TerminalStarted(info)
 			s.startRecording(rec, u, opened.stack, opened.server, info)
 			s.live.add(info.ID, liveMeta{User: u.Username, Stack: opened.stack, Server: opened.server, ClientIP: clientIP})
-			s.auditTerminal(u, clientIP, opened.stack, opened.server, "terminal.start", true, map[string]string{
-				"session": info.ID, "login": info.User, "keys": opened.keys, "local": info.Local,
-			})
+			detail := map[string]string{"session": info.ID, "login": info.User, "keys": opened.keys, "local": info.Local}
+			if k := opened.used.nameList(); k != "" {
+				detail["key"] = k
+			}
+			s.auditTerminal(u, clientIP, opened.stack, opened.server, "terminal.start", true, detail)
 		},
 		OnEnd: func(info terminal.SessionInfo, exitStatus int, in, out int64, err error) {
 			s.live.remove(info.ID)
@@ -154,12 +170,20 @@ func (s *Server) terminalSocket(c echo.Context) error {
 				"bytes_in": strconv.FormatInt(in, 10), "bytes_out": strconv.FormatInt(out, 10),
 				"duration": s.cfg.Now().Sub(info.Started).Round(time.Second).String(),
 			}
+			if k := opened.used.nameList(); k != "" {
+				detail["key"] = k
+			}
 			if exitStatus >= 0 {
 				detail["exit_status"] = strconv.Itoa(exitStatus)
 			}
 			var exit *terminal.ExitError
 			ok := err == nil || errors.As(err, &exit)
-			if !ok {
+			switch {
+			case errors.Is(err, terminal.ErrClosedByBrowser):
+				// Closing the tab or navigating away is how most sessions end.
+				ok = true
+				detail["ended"] = "closed by the browser"
+			case !ok:
 				detail["reason"] = terminal.UserMessage(err)
 			}
 			if s.finishRecording(rec, info.ID) {
@@ -177,11 +201,13 @@ func (s *Server) terminalSocket(c echo.Context) error {
 	return nil
 }
 
-// openTerminal redeems the ticket of an open message and works out what to dial.
-func (s *Server) openTerminal(ctx context.Context, u *store.User, wsID string, msg terminal.OpenMessage) (
-	*store.Stack, *store.Server, *terminal.Target, terminal.Auth, string, error) {
-	fail := func(err error) (*store.Stack, *store.Server, *terminal.Target, terminal.Auth, string, error) {
-		return nil, nil, nil, terminal.Auth{}, "", err
+// openTerminal redeems the ticket of an open message, takes the Grant the session
+// will be watched under (before re-checking the state it stands for), and works out
+// what to dial. used learns which key authenticated.
+func (s *Server) openTerminal(ctx context.Context, u *store.User, wsID string, msg terminal.OpenMessage, used *usedKeys) (
+	*store.Stack, *store.Server, *terminal.Target, terminal.Auth, string, *revoke.Grant, error) {
+	fail := func(err error) (*store.Stack, *store.Server, *terminal.Target, terminal.Auth, string, *revoke.Grant, error) {
+		return nil, nil, nil, terminal.Auth{}, "", nil, err
 	}
 	serverID, err := strconv.ParseInt(msg.Server, 10, 64)
 	if err != nil {
@@ -190,6 +216,13 @@ func (s *Server) openTerminal(ctx context.Context, u *store.User, wsID string, m
 	t, err := s.store.ClaimTicket(ctx, hashToken(msg.Ticket), u.ID, wsID, serverID, s.cfg.Now())
 	if err != nil {
 		return fail(fmt.Errorf("%w: %v", terminal.ErrTicket, err))
+	}
+	g, err := s.revoke.Grant(ctx, baseScopes(u, wsID, t.StackID, serverID)...)
+	if err != nil {
+		return fail(err)
+	}
+	if err := s.stillSignedIn(ctx, wsID); err != nil {
+		return fail(err)
 	}
 	// Membership is checked again: it may have been revoked since the page loaded.
 	st, err := s.store.StackForUser(ctx, t.StackID, u.ID, u.IsAdmin())
@@ -216,7 +249,15 @@ func (s *Server) openTerminal(ctx context.Context, u *store.User, wsID string, m
 	if err != nil {
 		return fail(&terminal.Refusal{Code: terminal.CloseConnectFailed, Message: "Cannot reach " + sv.Name + ": " + err.Error() + "."})
 	}
-	auth, login, keys, err := s.userAuth(ctx, u, st)
+	// The jump servers on the way are part of the scope: re-pinning one's host key
+	// ends the terminals that went through it. (A re-pin before this read makes the
+	// dial below fail on the old key.)
+	if jumps := jumpScopes(servers, sv.JumpServerID); len(jumps) > 0 {
+		if err := g.Add(ctx, jumps...); err != nil {
+			return fail(err)
+		}
+	}
+	auth, login, keys, err := s.userAuth(ctx, u, st, used)
 	if err != nil {
 		return fail(err)
 	}
@@ -226,15 +267,16 @@ func (s *Server) openTerminal(ctx context.Context, u *store.User, wsID string, m
 	if st.UserPerKey && login != "" {
 		target.User = login
 	}
-	return st, sv, target, auth, keys, nil
+	return st, sv, target, auth, keys, g, nil
 }
 
 // userAuth collects the person's keys attached to the stack that shellgate holds a
 // private part of. A passphrase-protected key is offered locked: the passphrase is asked
 // in the browser only if the server would accept the key, and is never stored. It
 // returns the login of the first usable key (for user-per-key stacks) and the
-// fingerprints offered (for the audit log).
-func (s *Server) userAuth(ctx context.Context, u *store.User, st *store.Stack) (terminal.Auth, string, string, error) {
+// fingerprints offered (for the audit log). When used is set, it learns which key the
+// server accepted.
+func (s *Server) userAuth(ctx context.Context, u *store.User, st *store.Stack, used *usedKeys) (terminal.Auth, string, string, error) {
 	attached, err := s.store.ListAttachedKeys(ctx, st.ID)
 	if err != nil {
 		return terminal.Auth{}, "", "", err
@@ -266,6 +308,9 @@ func (s *Server) userAuth(ctx context.Context, u *store.User, st *store.Stack) (
 					if err != nil {
 						return nil, err
 					}
+					if used != nil {
+						return noteSigns(p.Signer, func() { used.note(key.ID, key.Name) }), nil
+					}
 					return p.Signer, nil
 				}})
 			continue
@@ -277,7 +322,12 @@ func (s *Server) userAuth(ctx context.Context, u *store.User, st *store.Stack) (
 			s.log.Error("stored private key not usable", "key", k.Name, "user", u.Username, "err", err)
 			continue
 		}
-		auth.Signers = append(auth.Signers, p.Signer)
+		sg := p.Signer
+		if used != nil {
+			id, name := k.ID, k.Name
+			sg = noteSigns(sg, func() { used.note(id, name) })
+		}
+		auth.Signers = append(auth.Signers, sg)
 	}
 	return auth, login, strings.Join(prints, ","), nil
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"time"
 )
 
@@ -125,8 +126,14 @@ func (s *SQLite) KeyByFingerprint(ctx context.Context, userID int64, fingerprint
 		userID, fingerprint), false)
 }
 
+// DeleteKey also ends the terminals that authenticated with the key.
 func (s *SQLite) DeleteKey(ctx context.Context, userID, id int64) error {
-	return s.updateOne(ctx, `DELETE FROM ssh_keys WHERE id = ? AND user_id = ?`, id, userID)
+	return s.changeAccess(ctx, ReasonKeyDeleted, func(tx *sql.Tx) ([]string, error) {
+		if err := execOne(ctx, tx, `DELETE FROM ssh_keys WHERE id = ? AND user_id = ?`, id, userID); err != nil {
+			return nil, err
+		}
+		return []string{ScopeKey(id)}, nil
+	})
 }
 
 func (s *SQLite) ClaimKeyDownload(ctx context.Context, userID, id int64, now time.Time) (*Key, error) {

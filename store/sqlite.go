@@ -17,7 +17,8 @@ import (
 
 // SQLite is the default Store: one file in the data dir, through a pure-Go driver.
 type SQLite struct {
-	db *sql.DB
+	db    *sql.DB
+	hints accessHints // OnAccessChange callbacks
 }
 
 var _ Store = (*SQLite)(nil)
@@ -213,30 +214,47 @@ func execOne(ctx context.Context, db interface {
 }
 
 func (s *SQLite) SetPassword(ctx context.Context, id int64, hash string) error {
-	return s.updateUserEndingSessions(ctx, true, `UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?`, hash, ms(time.Now()), id)
+	return s.updateUserEndingSessions(ctx, true, ReasonPasswordChanged, `UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?`, hash, ms(time.Now()), id)
 }
 
 func (s *SQLite) SetDisabled(ctx context.Context, id int64, disabled bool) error {
-	return s.updateUserEndingSessions(ctx, disabled, `UPDATE users SET disabled = ?, updated_at = ? WHERE id = ?`, disabled, ms(time.Now()), id)
+	return s.updateUserEndingSessions(ctx, disabled, ReasonDisabled, `UPDATE users SET disabled = ?, updated_at = ? WHERE id = ?`, disabled, ms(time.Now()), id)
 }
 
 // updateUserEndingSessions updates one user row (its id is the last argument) and,
-// when endSessions is set, deletes the user's web sessions in the same transaction.
-func (s *SQLite) updateUserEndingSessions(ctx context.Context, endSessions bool, query string, args ...any) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+// when endSessions is set, deletes the user's web sessions and ends their terminals and
+// transfers (an access bump with reason) in the same transaction.
+func (s *SQLite) updateUserEndingSessions(ctx context.Context, endSessions bool, reason, query string, args ...any) error {
+	return s.changeAccess(ctx, reason, func(tx *sql.Tx) ([]string, error) {
 		if err := execOne(ctx, tx, query, args...); err != nil {
-			return err
+			return nil, err
 		}
 		if !endSessions {
-			return nil
+			return nil, nil
 		}
-		_, err := tx.ExecContext(ctx, `DELETE FROM web_sessions WHERE user_id = ?`, args[len(args)-1])
-		return normalize(err)
+		id := args[len(args)-1].(int64)
+		_, err := tx.ExecContext(ctx, `DELETE FROM web_sessions WHERE user_id = ?`, id)
+		return []string{ScopeUser(id)}, normalize(err)
 	})
 }
 
+// SetRole changes a role; a demotion ends the terminals and transfers the account
+// held as an administrator (all of them: which stacks it is a member of is re-checked
+// when it opens the next one).
 func (s *SQLite) SetRole(ctx context.Context, id int64, role Role) error {
-	return s.updateOne(ctx, `UPDATE users SET role = ?, updated_at = ? WHERE id = ?`, string(role), ms(time.Now()), id)
+	return s.changeAccess(ctx, ReasonRoleChanged, func(tx *sql.Tx) ([]string, error) {
+		var was string
+		if err := tx.QueryRowContext(ctx, `SELECT role FROM users WHERE id = ?`, id).Scan(&was); err != nil {
+			return nil, normalize(err)
+		}
+		if err := execOne(ctx, tx, `UPDATE users SET role = ?, updated_at = ? WHERE id = ?`, string(role), ms(time.Now()), id); err != nil {
+			return nil, err
+		}
+		if Role(was) == RoleAdmin && role != RoleAdmin {
+			return []string{ScopeUser(id)}, nil
+		}
+		return nil, nil
+	})
 }
 
 func (s *SQLite) CreateWebSession(ctx context.Context, ws *WebSession) error {
@@ -272,9 +290,13 @@ func (s *SQLite) TouchWebSession(ctx context.Context, id string, now time.Time) 
 	return normalize(err)
 }
 
+// DeleteWebSession signs one browser out and ends the terminals and transfers it
+// opened, in one transaction.
 func (s *SQLite) DeleteWebSession(ctx context.Context, id string) error {
-	_, err := s.db.ExecContext(ctx, `DELETE FROM web_sessions WHERE id = ?`, id)
-	return normalize(err)
+	return s.changeAccess(ctx, ReasonSignedOut, func(tx *sql.Tx) ([]string, error) {
+		_, err := tx.ExecContext(ctx, `DELETE FROM web_sessions WHERE id = ?`, id)
+		return []string{ScopeWebSession(id)}, normalize(err)
+	})
 }
 
 func (s *SQLite) RecordLoginFailure(ctx context.Context, username, clientIP string, at time.Time) error {

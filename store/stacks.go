@@ -331,8 +331,14 @@ func (s *SQLite) AddStackMember(ctx context.Context, stackID, userID int64, at t
 	return normalizeFK(err)
 }
 
+// RemoveStackMember also ends the member's terminals and transfers on the stack.
 func (s *SQLite) RemoveStackMember(ctx context.Context, stackID, userID int64) error {
-	return s.updateOne(ctx, `DELETE FROM stack_members WHERE stack_id = ? AND user_id = ?`, stackID, userID)
+	return s.changeAccess(ctx, ReasonMemberRemoved, func(tx *sql.Tx) ([]string, error) {
+		if err := execOne(ctx, tx, `DELETE FROM stack_members WHERE stack_id = ? AND user_id = ?`, stackID, userID); err != nil {
+			return nil, err
+		}
+		return []string{ScopeMember(stackID, userID)}, nil
+	})
 }
 
 func (s *SQLite) ListStackMembers(ctx context.Context, stackID int64) ([]StackMember, error) {
@@ -442,15 +448,18 @@ func (s *SQLite) ListServers(ctx context.Context, stackID int64) ([]Server, erro
 	return queryAll(ctx, s.db, scanServer, `SELECT `+serverColumns+` FROM servers WHERE stack_id = ? ORDER BY name`, stackID)
 }
 
+// DeleteServer also ends every terminal and transfer to the server.
 func (s *SQLite) DeleteServer(ctx context.Context, stackID, serverID int64) error {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM servers WHERE id = ? AND stack_id = ?`, serverID, stackID)
-	if err != nil {
-		return normalizeFK(err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return ErrNotFound
-	}
-	return nil
+	return s.changeAccess(ctx, ReasonServerDeleted, func(tx *sql.Tx) ([]string, error) {
+		res, err := tx.ExecContext(ctx, `DELETE FROM servers WHERE id = ? AND stack_id = ?`, serverID, stackID)
+		if err != nil {
+			return nil, normalizeFK(err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil, ErrNotFound
+		}
+		return []string{ScopeServer(serverID)}, nil
+	})
 }
 
 func (s *SQLite) SetPresentedKey(ctx context.Context, serverID int64, key string, at time.Time) error {
@@ -461,20 +470,21 @@ func (s *SQLite) PinPresentedKey(ctx context.Context, stackID, serverID int64, p
 	if presented == "" {
 		return ErrNotFound
 	}
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+	// A re-pin ends what is open to the server: it was opened trusting the old key.
+	return s.changeAccess(ctx, ReasonHostKeyRepinned, func(tx *sql.Tx) ([]string, error) {
 		res, err := tx.ExecContext(ctx,
 			`UPDATE servers SET host_keys = presented_key, pinned_at = ?, presented_key = '', presented_at = 0
 			 WHERE id = ? AND stack_id = ? AND presented_key = ?`, ms(at), serverID, stackID, presented)
 		if err != nil {
-			return normalize(err)
+			return nil, normalize(err)
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrNotFound
+			return nil, ErrNotFound
 		}
 		_, err = tx.ExecContext(ctx,
 			`UPDATE deployments SET attempts = 0, next_attempt_at = 0, updated_at = ?
 			 WHERE server_id = ? AND (state = 'failed' OR last_error <> '')`, ms(at), serverID)
-		return normalize(err)
+		return []string{ScopeServer(serverID)}, normalize(err)
 	})
 }
 
@@ -535,21 +545,22 @@ func (s *SQLite) AttachKey(ctx context.Context, stackID int64, key *KeyRef, by i
 	})
 }
 
+// DetachKey also ends the terminals on the stack that authenticated with the key.
 func (s *SQLite) DetachKey(ctx context.Context, stackID, keyID int64, at time.Time) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+	return s.changeAccess(ctx, ReasonKeyDetached, func(tx *sql.Tx) ([]string, error) {
 		res, err := tx.ExecContext(ctx, `DELETE FROM stack_keys WHERE stack_id = ? AND key_id = ?`, stackID, keyID)
 		if err != nil {
-			return normalize(err)
+			return nil, normalize(err)
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrNotFound
+			return nil, ErrNotFound
 		}
 		// claimed_until is left alone: a deploy that is running finishes first, sees
 		// the state changed, and the removal runs after it.
 		_, err = tx.ExecContext(ctx,
 			`UPDATE deployments SET state = 'removing', attempts = 0, next_attempt_at = 0, last_error = '', updated_at = ?
 			 WHERE stack_id = ? AND key_id = ?`, ms(at), stackID, keyID)
-		return normalize(err)
+		return []string{ScopeAttachment(stackID, keyID)}, normalize(err)
 	})
 }
 

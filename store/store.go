@@ -119,6 +119,7 @@ type Store interface {
 	KeyStore
 	TicketStore
 	AuditStore
+	AccessStore
 
 	Close() error
 }

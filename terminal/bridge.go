@@ -38,6 +38,15 @@ type Hooks struct {
 	// InputRecorder, optional, gets a copy of everything typed or pasted. It
 	// captures passwords typed at prompts: only set it when asked to.
 	InputRecorder io.Writer
+	// Guard, optional, is called once the shell started (after
+	// authentication, so it can know which key got in); the session then ends
+	// with a RevokedError (close CloseRevoked) as soon as the Guard says
+	// access ended. Every revocation path reaches live sessions through it.
+	Guard func() Guard
+	// Admitted, optional, is called once, when the socket's first message
+	// arrived or the socket ended before it did: the caller counts sockets
+	// not yet opened (Manager.Admit).
+	Admitted func()
 	// Trace, when set, receives this socket's ssh -v style dial lines
 	// instead of Config.DialOptions.Trace (e.g. a per-stack debug log). It
 	// never receives secrets; it is called while dialing and by keepalive,
@@ -55,12 +64,15 @@ type bridge struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 
-	ctrl    chan Message  // control messages for the writer
-	replies chan Message  // the person's answer to a prompt or host key question
-	asking  atomic.Bool   // a prompt or question is outstanding
-	ready   chan struct{} // closed once sess is set
-	cursor  atomic.Int64  // output offset sent on this socket (writer-owned)
-	closing atomic.Bool   // close frame sent: stop extending the read deadline
+	ctrl     chan Message  // control messages for the writer
+	replies  chan Message  // the person's answer to a prompt or host key question
+	asking   atomic.Bool   // a prompt or question is outstanding
+	ready    chan struct{} // closed once sess is set
+	cursor   atomic.Int64  // output offset sent on this socket (writer-owned)
+	closing  atomic.Bool   // close frame sent: stop extending the read deadline
+	inAcked  atomic.Int64  // input offset last returned to the browser (inputack)
+	ctrlRate tokenBucket   // text frames the browser may still send (reader-owned)
+	lastAck  int64         // highest ack offset on this socket (reader-owned)
 
 	// sess is read by the writer without b.mu, so a stdin write blocked
 	// under b.mu never stalls output.
@@ -111,6 +123,12 @@ func (m *Manager) Serve(parent context.Context, ws *websocket.Conn, h Hooks) err
 	}
 	defer m.removeBridge(b)
 
+	if f := h.Admitted; f != nil {
+		var once sync.Once
+		b.h.Admitted = func() { once.Do(f) }
+		defer b.h.Admitted() // no-op when the first message already called it
+	}
+	b.ctrlRate = newTokenBucket(ControlRate, ControlBurst, time.Now())
 	ws.SetReadLimit(ReadLimit)
 	ws.SetPongHandler(func(string) error { b.extendRead(); return nil })
 	var wg sync.WaitGroup
@@ -122,10 +140,15 @@ func (m *Manager) Serve(parent context.Context, ws *websocket.Conn, h Hooks) err
 
 	cause := context.Cause(ctx)
 	if s := b.sess.Load(); s != nil {
-		s.detach(b)
+		if errors.Is(cause, ErrClosedByBrowser) {
+			// Nobody will resume it: the page that knew its id is gone.
+			s.closeIfAttached(b, cause)
+		} else {
+			s.detach(b)
+		}
 	}
 	var exit *ExitError
-	if errors.As(cause, &exit) || errors.Is(cause, ErrClientGone) {
+	if errors.As(cause, &exit) || errors.Is(cause, ErrClientGone) || errors.Is(cause, ErrClosedByBrowser) {
 		return nil
 	}
 	return cause
@@ -143,6 +166,9 @@ func (b *bridge) readLoop(wg *sync.WaitGroup) error {
 	b.ws.SetReadDeadline(time.Now().Add(b.cfg.FirstMessageTimeout))
 	var buf []byte
 	typ, data, err := b.read(&buf)
+	if b.h.Admitted != nil {
+		b.h.Admitted()
+	}
 	if err != nil {
 		return err
 	}
@@ -186,6 +212,15 @@ func (b *bridge) readLoop(wg *sync.WaitGroup) error {
 		if err != nil {
 			return err
 		}
+		// An ack that moves the offset forward is paid for by our own output
+		// frames; everything else (pings, resizes, repeated acks…) is rate-limited.
+		if a, ok := m.(*AckMessage); !ok || a.Offset <= b.lastAck {
+			if !b.ctrlRate.take(time.Now()) {
+				return fmt.Errorf("%w: more than %d control messages a second", ErrProtocol, ControlRate)
+			}
+		} else {
+			b.lastAck = a.Offset
+		}
 		if err := b.control(m); err != nil {
 			return err
 		}
@@ -221,21 +256,22 @@ func (b *bridge) readErr(err error) error {
 	if errors.Is(err, websocket.ErrReadLimit) {
 		return err
 	}
+	if websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway) {
+		return fmt.Errorf("%w: %w", ErrClosedByBrowser, err)
+	}
 	return fmt.Errorf("%w: %w", ErrClientGone, err)
 }
 
+// input queues keystrokes for the session's stdin writer; it never blocks,
+// so control messages behind a paste are read at once.
 func (b *bridge) input(p []byte) error {
 	if s := b.sess.Load(); s != nil {
-		// An error means the session is ending; its own cause closes the
-		// socket after the remaining output.
-		s.Write(p)
-		return nil
+		return s.pushInput(p)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if s := b.sess.Load(); s != nil { // set while we waited for the lock
-		s.Write(p)
-		return nil
+		return s.pushInput(p)
 	}
 	if len(b.pending)+len(p) > maxPending {
 		return fmt.Errorf("%w: more than %d bytes typed before the session started", ErrProtocol, maxPending)
@@ -351,9 +387,14 @@ func (b *bridge) open(msg OpenMessage) error {
 	if b.h.OnStart != nil {
 		b.h.OnStart(s.Info())
 	}
+	if b.h.Guard != nil {
+		if g := b.h.Guard(); g != nil {
+			s.watch(g)
+		}
+	}
 	// Queued before the session is visible to the writer, so the browser
 	// learns the id before the first output byte.
-	b.send(SessionMessage{ID: s.id, ResumeToken: s.token, Window: int64(b.cfg.Window)})
+	b.send(b.sessionMessage(s))
 	b.status(StateConnected, "")
 	if err := s.attach(b, 0); err != nil {
 		return err
@@ -368,7 +409,7 @@ func (b *bridge) setSession(s *Session) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if len(b.pending) > 0 {
-		s.Write(b.pending)
+		s.pushInput(b.pending) // at most maxPending, far below InputWindow
 		b.pending = nil
 	}
 	b.sess.Store(s)
@@ -385,11 +426,20 @@ func (b *bridge) resume(m *ResumeMessage) error {
 	if err := s.attach(b, m.Offset); err != nil {
 		return err
 	}
-	b.send(SessionMessage{ID: s.id, ResumeToken: s.token, Window: int64(b.cfg.Window)})
+	b.send(b.sessionMessage(s))
 	b.status(StateConnected, "")
 	b.setSession(s)
 	b.m.log.Info("terminal session resumed", "session", s.id, "user", b.h.UserID, "offset", m.Offset)
 	return nil
+}
+
+// sessionMessage tells the browser the session's id and where its input
+// stands, and sets the base from which this socket returns input credit.
+func (b *bridge) sessionMessage(s *Session) SessionMessage {
+	received, written := s.input.offsets()
+	b.inAcked.Store(written)
+	return SessionMessage{ID: s.id, ResumeToken: s.token, Window: int64(b.cfg.Window),
+		InputReceived: received, InputWritten: written, InputWindow: InputWindow}
 }
 
 // ask sends a question and waits for the person's reply.
@@ -477,6 +527,12 @@ func (b *bridge) writeLoop() {
 		ready := b.ready
 		if s := b.sess.Load(); s != nil {
 			ready = nil
+			if w := s.inputWritten(); w-b.inAcked.Load() >= InputAckStep {
+				b.inAcked.Store(w)
+				if !b.writeControl(InputAckMessage{Offset: w}) {
+					return
+				}
+			}
 			n, ch, done, err := s.readOutput(b.cursor.Load(), buf)
 			if err != nil {
 				b.cancel(err)
@@ -543,8 +599,18 @@ func (b *bridge) gone(err error) {
 func (b *bridge) writeClose(cause error) {
 	b.closing.Store(true)
 	defer b.ws.UnderlyingConn().SetReadDeadline(time.Now().Add(time.Second))
-	if errors.Is(cause, ErrClientGone) {
-		return
+	if errors.Is(cause, ErrClientGone) || errors.Is(cause, ErrClosedByBrowser) {
+		return // the browser is gone or already answered by the close handler
+	}
+	// Control messages queued before the end (a changed host key's fingerprint)
+	// go out before the reason.
+	for drained := false; !drained; {
+		select {
+		case m := <-b.ctrl:
+			b.writeFinal(m)
+		default:
+			drained = true
+		}
 	}
 	code := CloseCode(cause)
 	msg := UserMessage(cause)
@@ -585,4 +651,26 @@ func truncate(s string, n int) string {
 		n--
 	}
 	return s[:n]
+}
+
+// tokenBucket bounds the rate of control messages from one browser.
+type tokenBucket struct {
+	rate, burst float64
+	tokens      float64
+	last        time.Time
+}
+
+func newTokenBucket(rate, burst int, now time.Time) tokenBucket {
+	return tokenBucket{rate: float64(rate), burst: float64(burst), tokens: float64(burst), last: now}
+}
+
+// take spends one token, refilled at rate per second up to burst.
+func (t *tokenBucket) take(now time.Time) bool {
+	t.tokens = min(t.burst, t.tokens+now.Sub(t.last).Seconds()*t.rate)
+	t.last = now
+	if t.tokens < 1 {
+		return false
+	}
+	t.tokens--
+	return true
 }

@@ -82,6 +82,13 @@ type client struct {
 	closed  chan struct{}
 	code    int
 	changed chan struct{}
+	// inAcked is the input written to the shell as the server last said
+	// (session message, inputack); credit wakes paste.
+	inAcked atomic.Int64
+	credit  chan struct{}
+	// keepTail, when set, keeps only about the last keepTail bytes of output
+	// (floods); offset still counts everything.
+	keepTail int
 }
 
 func (r *rig) dial() *client {
@@ -90,7 +97,8 @@ func (r *rig) dial() *client {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	c := &client{t: r.t, ws: ws, ctrl: make(chan Message, 100), closed: make(chan struct{}), changed: make(chan struct{}, 1)}
+	c := &client{t: r.t, ws: ws, ctrl: make(chan Message, 100), closed: make(chan struct{}), changed: make(chan struct{}, 1),
+		credit: make(chan struct{}, 1)}
 	c.autoAck.Store(true)
 	go c.readLoop()
 	r.t.Cleanup(func() { ws.Close() })
@@ -111,6 +119,11 @@ func (c *client) readLoop() {
 		if typ == websocket.BinaryMessage {
 			c.mu.Lock()
 			c.out.Write(data)
+			if c.keepTail > 0 && c.out.Len() > 2*c.keepTail {
+				tail := append([]byte(nil), c.out.Bytes()[c.out.Len()-c.keepTail:]...)
+				c.out.Reset()
+				c.out.Write(tail)
+			}
 			c.offset += int64(len(data))
 			off := c.offset
 			c.mu.Unlock()
@@ -127,6 +140,17 @@ func (c *client) readLoop() {
 		if err != nil {
 			c.t.Errorf("bad control message %s: %v", data, err)
 			return
+		}
+		switch m := m.(type) {
+		case *InputAckMessage:
+			c.inAcked.Store(m.Offset)
+			select {
+			case c.credit <- struct{}{}:
+			default:
+			}
+			continue // the flow of input is paste's business, not expect's
+		case *SessionMessage:
+			c.inAcked.Store(m.InputWritten)
 		}
 		c.ctrl <- m
 	}

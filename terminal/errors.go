@@ -22,6 +22,9 @@ var (
 	ErrNotSSH          = errors.New("not an SSH server")
 	ErrTicket          = errors.New("terminal ticket invalid")
 	ErrTooManySessions = errors.New("too many terminal sessions")
+	// ErrTooManyPending refuses a socket upgrade while the user already has
+	// Config.MaxPendingPerUser sockets that have not sent their first message.
+	ErrTooManyPending  = errors.New("too many terminal connections waiting to open")
 	ErrSessionNotFound = errors.New("terminal session not found")
 	ErrTerminated      = errors.New("closed by an administrator")
 	ErrShutdown        = errors.New("server shutting down")
@@ -32,6 +35,12 @@ var (
 	ErrClientGone = errors.New("browser disconnected")
 	// ErrDetachExpired ends a session nobody resumed within the grace period.
 	ErrDetachExpired = errors.New("detached session expired")
+	// ErrClosedByBrowser is a normal end: the browser closed the socket on
+	// purpose (close 1000 or 1001: the tab closed, the page navigated away,
+	// the person ended the session), so there is nobody to resume it.
+	ErrClosedByBrowser = errors.New("closed by the browser")
+	// ErrRevoked ends a session whose person lost access; see RevokedError.
+	ErrRevoked = errors.New("access revoked")
 	// ErrAgentOffline: the server is reached through an agent whose link to
 	// shellgate is down.
 	ErrAgentOffline = errors.New("the server's agent is not connected")
@@ -39,6 +48,13 @@ var (
 	// through it.
 	ErrAgentLinkLost = errors.New("the server's agent disconnected")
 )
+
+// RevokedError ends a session because access ended: Reason says why in
+// plain words ("you signed out").
+type RevokedError struct{ Reason string }
+
+func (e *RevokedError) Error() string { return "access revoked: " + e.Reason }
+func (e *RevokedError) Unwrap() error { return ErrRevoked }
 
 // HostKeyError reports a host key that was refused; Err is ErrHostKeyChanged
 // or ErrHostKeyRejected.
@@ -118,12 +134,16 @@ func CloseCode(err error) int {
 		return CloseTicketInvalid
 	case errors.Is(err, ErrSessionNotFound), errors.Is(err, ErrDetachExpired):
 		return CloseSessionNotFound
-	case errors.Is(err, ErrTooManySessions):
+	case errors.Is(err, ErrTooManySessions), errors.Is(err, ErrTooManyPending):
 		return CloseTooManySessions
 	case errors.Is(err, ErrTerminated):
 		return CloseTerminated
 	case errors.Is(err, ErrTakenOver):
 		return CloseTakenOver
+	case errors.Is(err, ErrRevoked):
+		return CloseRevoked
+	case errors.Is(err, ErrClosedByBrowser):
+		return CloseNormal
 	case errors.Is(err, ErrShutdown), errors.Is(err, ErrClientGone):
 		return CloseGoingAway
 	case errors.Is(err, ErrConnectionLost):
@@ -156,6 +176,7 @@ func UserMessage(err error) string {
 		where = dial.Target.String()
 	}
 	var refusal *Refusal
+	var revoked *RevokedError
 	switch {
 	case err == nil:
 		return ""
@@ -190,6 +211,12 @@ func UserMessage(err error) string {
 		return "The session was closed by an administrator."
 	case errors.Is(err, ErrTakenOver):
 		return "This session was resumed in another window."
+	case errors.As(err, &revoked):
+		return "Session ended: " + revoked.Reason + "."
+	case errors.Is(err, ErrRevoked):
+		return "Session ended: access was revoked."
+	case errors.Is(err, ErrClosedByBrowser):
+		return "The browser closed the terminal."
 	case errors.Is(err, ErrShutdown):
 		return "The server is restarting. Reconnect in a moment."
 	case errors.Is(err, ErrAgentLinkLost):

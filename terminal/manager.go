@@ -22,6 +22,9 @@ type Config struct {
 	Grace      time.Duration // how long a detached session waits for resume; default 60s
 	MaxPerUser int           // live sessions per user (detached ones count); default 10
 	MaxTotal   int           // live sessions in the process, all users; default 1000
+	// MaxPendingPerUser bounds a user's sockets upgraded but not yet opened
+	// (no first message yet; see Admit); default 4.
+	MaxPendingPerUser int
 
 	FirstMessageTimeout time.Duration // open/resume must arrive within; default 10s
 	PingInterval        time.Duration // server pings; default 25s
@@ -47,6 +50,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxTotal <= 0 {
 		// Each session holds up to Window (1 MiB) of output: 1 GiB at most.
 		c.MaxTotal = 1000
+	}
+	if c.MaxPendingPerUser <= 0 {
+		c.MaxPendingPerUser = 4
 	}
 	if c.FirstMessageTimeout <= 0 {
 		c.FirstMessageTimeout = 10 * time.Second
@@ -78,6 +84,7 @@ type Manager struct {
 	sessions map[string]*Session  // bound: cfg.MaxTotal (reserve)
 	perUser  map[string]int       // live sessions plus opens in progress; bound: one key per user with a session
 	reserved int                  // sum of perUser; at most cfg.MaxTotal
+	pending  map[string]int       // sockets admitted, first message not yet read; bound: cfg.MaxPendingPerUser per user
 	bridges  map[*bridge]struct{} // bound: one per open terminal socket (HTTP connections are capped)
 	closers  []func()             // run by Shutdown (the file connection pool)
 	wg       sync.WaitGroup       // session goroutines and Serve calls
@@ -91,6 +98,7 @@ func NewManager(cfg Config) *Manager {
 		log:      cfg.Logger,
 		sessions: make(map[string]*Session),
 		perUser:  make(map[string]int),
+		pending:  make(map[string]int),
 		bridges:  make(map[*bridge]struct{}),
 	}
 }
@@ -213,6 +221,30 @@ func (m *Manager) removeBridge(b *bridge) {
 	m.wg.Done()
 }
 
+// Admit counts a socket of user about to be upgraded, before the upgrade:
+// each one costs a connection and a goroutine until its first message (or
+// FirstMessageTimeout). It fails with ErrTooManyPending beyond
+// Config.MaxPendingPerUser; otherwise pass release as Hooks.Admitted (it is
+// safe to call more than once).
+func (m *Manager) Admit(user string) (release func(), err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.pending[user] >= m.cfg.MaxPendingPerUser {
+		return nil, fmt.Errorf("%w (limit %d)", ErrTooManyPending, m.cfg.MaxPendingPerUser)
+	}
+	m.pending[user]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			if m.pending[user]--; m.pending[user] <= 0 {
+				delete(m.pending, user)
+			}
+		})
+	}, nil
+}
+
 // reserve claims a session slot for user before dialing, so concurrent
 // opens cannot exceed the cap.
 func (m *Manager) reserve(user string) error {
@@ -250,9 +282,12 @@ func (m *Manager) register(s *Session) error {
 		return ErrShutdown
 	}
 	m.sessions[s.id] = s
-	m.wg.Add(2)
+	m.wg.Add(3)
 	go func() { defer m.wg.Done(); s.pump() }()
 	go func() { defer m.wg.Done(); s.resizer() }()
+	// A failed stdin write means the channel is closing: the pump sees the
+	// end and records why, so the error itself is not the cause.
+	go func() { defer m.wg.Done(); s.input.run(s.ctx) }()
 	return nil
 }
 

@@ -38,6 +38,10 @@ const (
 	TypeSession = "session" // the session exists; keep id and token to resume: {id, resumeToken, window}
 	TypePong    = "pong"    // reply to ping
 	TypeError   = "error"   // why the socket is about to close: {code, message}
+	// TypeInputAck returns input credit: input up to offset has been written to
+	// the remote shell: {offset}. Sent each time at least InputAckStep more
+	// bytes were written.
+	TypeInputAck = "inputack"
 )
 
 // States carried by status messages.
@@ -66,6 +70,7 @@ const (
 	CloseConnectFailed   = 4008 // the SSH server could not be reached (refused, timeout, not SSH, no common algorithms)
 	CloseConnectionLost  = 4009 // the SSH connection died (keepalive missed, network)
 	CloseTakenOver       = 4010 // another socket resumed this session
+	CloseRevoked         = 4011 // access ended: sign-out, password change, account disabled, removed from the stack, server or key gone, host key re-pinned
 )
 
 // Limits enforced by the decoder and the bridge.
@@ -76,6 +81,20 @@ const (
 	MaxFieldLen   = 1024     // longest string field (ticket, answer, server, token)
 	ReadLimit     = 64 << 10 // largest message the server accepts, in bytes
 	DefaultWindow = 1 << 20  // unacknowledged output allowed before the server stops reading
+	// InputWindow is the browser's input credit: input sent but not yet
+	// written to the remote shell (not yet covered by an inputack). More is a
+	// protocol violation (1008).
+	InputWindow  = 256 << 10
+	InputAckStep = 4 << 10  // the server sends inputack whenever this much more input was written
+	PasteChunk   = 16 << 10 // the browser sends a paste in binary frames of at most this many bytes
+	// ReconnectInput bounds what the browser keeps of keystrokes typed while
+	// it is reconnecting; beyond it, it says input was dropped.
+	ReconnectInput = 64 << 10
+	// ControlRate is the sustained rate of text frames (control messages) a
+	// socket may send per second, with bursts of ControlBurst; beyond it the
+	// socket closes with 1008.
+	ControlRate  = 2000
+	ControlBurst = 4000
 )
 
 // Question is one prompt line; Echo false means a secret (do not show typing).
@@ -135,6 +154,16 @@ type (
 		ID          string `json:"id"`
 		ResumeToken string `json:"resumeToken"`
 		Window      int64  `json:"window"` // unacked bytes the server sends before pausing
+		// InputReceived is the input the session has received so far: after a
+		// resume the browser sends again what it sent beyond it.
+		InputReceived int64 `json:"inputReceived"`
+		// InputWritten is the input written to the shell so far, the base of
+		// the browser's input credit (InputWindow).
+		InputWritten int64 `json:"inputWritten"`
+		InputWindow  int64 `json:"inputWindow"` // input credit, see InputWindow
+	}
+	InputAckMessage struct {
+		Offset int64 `json:"offset"` // input written to the remote shell so far
 	}
 	PongMessage  struct{}
 	ErrorMessage struct {
@@ -146,19 +175,20 @@ type (
 // Message is any control message; MessageType is its "type" field.
 type Message interface{ MessageType() string }
 
-func (OpenMessage) MessageType() string    { return TypeOpen }
-func (ResumeMessage) MessageType() string  { return TypeResume }
-func (ResizeMessage) MessageType() string  { return TypeResize }
-func (AckMessage) MessageType() string     { return TypeAck }
-func (AnswerMessage) MessageType() string  { return TypeAnswer }
-func (HostKeyAnswer) MessageType() string  { return TypeHostKey }
-func (PingMessage) MessageType() string    { return TypePing }
-func (StatusMessage) MessageType() string  { return TypeStatus }
-func (PromptMessage) MessageType() string  { return TypePrompt }
-func (HostKeyMessage) MessageType() string { return TypeHostKey }
-func (SessionMessage) MessageType() string { return TypeSession }
-func (PongMessage) MessageType() string    { return TypePong }
-func (ErrorMessage) MessageType() string   { return TypeError }
+func (OpenMessage) MessageType() string     { return TypeOpen }
+func (ResumeMessage) MessageType() string   { return TypeResume }
+func (ResizeMessage) MessageType() string   { return TypeResize }
+func (AckMessage) MessageType() string      { return TypeAck }
+func (AnswerMessage) MessageType() string   { return TypeAnswer }
+func (HostKeyAnswer) MessageType() string   { return TypeHostKey }
+func (PingMessage) MessageType() string     { return TypePing }
+func (StatusMessage) MessageType() string   { return TypeStatus }
+func (PromptMessage) MessageType() string   { return TypePrompt }
+func (HostKeyMessage) MessageType() string  { return TypeHostKey }
+func (SessionMessage) MessageType() string  { return TypeSession }
+func (PongMessage) MessageType() string     { return TypePong }
+func (InputAckMessage) MessageType() string { return TypeInputAck }
+func (ErrorMessage) MessageType() string    { return TypeError }
 
 // ErrProtocol marks a malformed or unexpected control message.
 var ErrProtocol = errors.New("terminal protocol violation")
@@ -207,12 +237,13 @@ var clientMessages = map[string]func() Message{
 }
 
 var serverMessages = map[string]func() Message{
-	TypeStatus:  func() Message { return new(StatusMessage) },
-	TypePrompt:  func() Message { return new(PromptMessage) },
-	TypeHostKey: func() Message { return new(HostKeyMessage) },
-	TypeSession: func() Message { return new(SessionMessage) },
-	TypePong:    func() Message { return new(PongMessage) },
-	TypeError:   func() Message { return new(ErrorMessage) },
+	TypeStatus:   func() Message { return new(StatusMessage) },
+	TypePrompt:   func() Message { return new(PromptMessage) },
+	TypeHostKey:  func() Message { return new(HostKeyMessage) },
+	TypeSession:  func() Message { return new(SessionMessage) },
+	TypePong:     func() Message { return new(PongMessage) },
+	TypeError:    func() Message { return new(ErrorMessage) },
+	TypeInputAck: func() Message { return new(InputAckMessage) },
 }
 
 func decode(data []byte, table map[string]func() Message) (Message, error) {

@@ -81,7 +81,8 @@ func TestEncodeControl(t *testing.T) {
 		{StatusMessage{State: StateClosed, Message: "Connection to web-1 closed.", ExitStatus: &three},
 			`{"type":"status","state":"closed","message":"Connection to web-1 closed.","exitStatus":3}`},
 		{HostKeyMessage{Fingerprint: "SHA256:x", KeyType: "ssh-ed25519"}, `{"type":"hostkey","fingerprint":"SHA256:x","keyType":"ssh-ed25519","changed":false}`},
-		{SessionMessage{ID: "i", ResumeToken: "r", Window: 1024}, `{"type":"session","id":"i","resumeToken":"r","window":1024}`},
+		{SessionMessage{ID: "i", ResumeToken: "r", Window: 1024, InputReceived: 5, InputWritten: 3, InputWindow: 262144}, `{"type":"session","id":"i","resumeToken":"r","window":1024,"inputReceived":5,"inputWritten":3,"inputWindow":262144}`},
+		{InputAckMessage{Offset: 4096}, `{"type":"inputack","offset":4096}`},
 		{ErrorMessage{Code: 4001, Message: "no"}, `{"type":"error","code":4001,"message":"no"}`},
 		{PromptMessage{Name: "n", Questions: []Question{{Text: "Password: "}}},
 			`{"type":"prompt","name":"n","instruction":"","questions":[{"text":"Password: ","echo":false}]}`},
@@ -154,7 +155,7 @@ func protocolSpec() map[string]any {
 			"client": {"open": TypeOpen, "resume": TypeResume, "resize": TypeResize, "ack": TypeAck,
 				"answer": TypeAnswer, "hostkey": TypeHostKey, "ping": TypePing},
 			"server": {"status": TypeStatus, "prompt": TypePrompt, "hostkey": TypeHostKey,
-				"session": TypeSession, "pong": TypePong, "error": TypeError},
+				"session": TypeSession, "pong": TypePong, "error": TypeError, "inputack": TypeInputAck},
 		},
 		"states": map[string]string{"connecting": StateConnecting, "prompt": StatePrompt,
 			"connected": StateConnected, "closed": StateClosed},
@@ -165,10 +166,12 @@ func protocolSpec() map[string]any {
 			"ticketInvalid": CloseTicketInvalid, "sessionNotFound": CloseSessionNotFound,
 			"tooManySessions": CloseTooManySessions, "terminated": CloseTerminated,
 			"connectFailed": CloseConnectFailed, "connectionLost": CloseConnectionLost,
-			"takenOver": CloseTakenOver,
+			"takenOver": CloseTakenOver, "revoked": CloseRevoked,
 		},
 		"limits": map[string]int{"maxCols": MaxCols, "maxRows": MaxRows, "maxAnswers": MaxAnswers,
-			"maxFieldLen": MaxFieldLen, "readLimit": ReadLimit, "defaultWindow": DefaultWindow},
+			"maxFieldLen": MaxFieldLen, "readLimit": ReadLimit, "defaultWindow": DefaultWindow,
+			"inputWindow": InputWindow, "inputAckStep": InputAckStep, "pasteChunk": PasteChunk,
+			"reconnectInput": ReconnectInput, "controlRate": ControlRate, "controlBurst": ControlBurst},
 	}
 }
 

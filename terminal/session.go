@@ -30,10 +30,9 @@ type Session struct {
 	started  time.Time
 	client   *ssh.Client
 	ssh      *ssh.Session
-	stdin    io.Writer
 	stdout   io.Reader
 	recorder io.Writer
-	input    io.Writer // optional copy of input (Hooks.InputRecorder)
+	input    *inputQueue // keystrokes and pastes on their way to stdin
 	onEnd    func(SessionInfo, int, int64, int64, error)
 	grace    time.Duration
 	m        *Manager
@@ -42,10 +41,9 @@ type Session struct {
 	cancel context.CancelCauseFunc
 	done   chan struct{} // closed when the session has fully ended
 
-	inMu    sync.Mutex // serialises writes to stdin
-	bytesIn atomic.Int64
-
 	resizeKick chan struct{}
+
+	stopGuard atomic.Pointer[func()] // ends the access watch (Hooks.Guard)
 
 	mu       sync.Mutex
 	ring     []byte // grows on demand up to window bytes
@@ -120,10 +118,8 @@ func startSession(client *ssh.Client, t *Target, userID string, cols, rows int, 
 		started:    time.Now(),
 		client:     client,
 		ssh:        sess,
-		stdin:      stdin,
 		stdout:     stdout,
 		recorder:   cfg.recorder,
-		input:      cfg.input,
 		onEnd:      cfg.onEnd,
 		grace:      cfg.grace,
 		m:          cfg.m,
@@ -137,6 +133,12 @@ func startSession(client *ssh.Client, t *Target, userID string, cols, rows int, 
 		cols:       cols,
 		rows:       rows,
 	}
+	s.input = newInputQueue(stdin, cfg.input, InputWindow, func() {
+		// Wakes the socket's writer, which returns input credit (inputack).
+		s.mu.Lock()
+		s.broadcast()
+		s.mu.Unlock()
+	})
 	s.recordSize(cols, rows)
 	// Closing the client is what unblocks the pump's Read and ends the
 	// session whatever the cause.
@@ -175,7 +177,7 @@ func (s *Session) Info() SessionInfo {
 	defer s.mu.Unlock()
 	return SessionInfo{
 		ID: s.id, UserID: s.userID, Server: s.target.Name, Addr: s.target.Addr(), User: s.target.User,
-		Started: s.started, BytesIn: s.bytesIn.Load(), BytesOut: s.end, Attached: s.att != nil,
+		Started: s.started, BytesIn: s.inputWritten(), BytesOut: s.end, Attached: s.att != nil,
 		Local: s.client.LocalAddr().String(),
 	}
 }
@@ -192,17 +194,32 @@ func (s *Session) Close(cause error) {
 	}
 }
 
-// Write sends input to the remote shell. It blocks while the SSH channel
-// window is closed: keystrokes are never dropped.
-func (s *Session) Write(p []byte) (int, error) {
-	s.inMu.Lock()
-	defer s.inMu.Unlock()
-	n, err := s.stdin.Write(p)
-	s.bytesIn.Add(int64(n))
-	if s.input != nil && n > 0 {
-		s.input.Write(p[:n]) // best effort, like the output recorder
+// pushInput queues input for the remote shell without blocking; its own
+// goroutine writes it (see inputQueue). It fails with ErrProtocol when the
+// browser exceeds its input credit. Keystrokes are never dropped.
+func (s *Session) pushInput(p []byte) error { return s.input.push(p) }
+
+func (s *Session) inputWritten() int64 {
+	_, w := s.input.offsets()
+	return w
+}
+
+// Guard watches whether the person behind a session may keep it: a sign-out,
+// a password change, a removal from the stack… (Hooks.Guard).
+type Guard interface {
+	// Watch calls revoked at most once, from any goroutine, with the reason
+	// in plain words ("you signed out"), as soon as access has ended. It
+	// checks once right away. stop ends the watch.
+	Watch(revoked func(reason string)) (stop func())
+}
+
+// watch ends the session with a RevokedError when g says access ended.
+func (s *Session) watch(g Guard) {
+	stop := g.Watch(func(reason string) { s.Close(&RevokedError{Reason: reason}) })
+	s.stopGuard.Store(&stop)
+	if s.ctx.Err() != nil { // ended while we subscribed: finish may have run already
+		stop()
 	}
-	return n, err
 }
 
 // Resize records the browser's size; the resizer applies the latest one at
@@ -397,6 +414,17 @@ func (s *Session) detach(b *bridge) {
 	})
 }
 
+// closeIfAttached ends the session with cause if b is still its socket (a
+// socket taken over must not end the session it lost).
+func (s *Session) closeIfAttached(b *bridge, cause error) {
+	s.mu.Lock()
+	mine := s.att == b
+	s.mu.Unlock()
+	if mine {
+		s.Close(cause)
+	}
+}
+
 // finish runs once, on the pump goroutine, after the output ended.
 func (s *Session) finish(waitErr error) {
 	var cause error
@@ -420,6 +448,9 @@ func (s *Session) finish(waitErr error) {
 	s.cancel(cause)
 	cause = context.Cause(s.ctx) // first cause wins
 	s.client.Close()
+	if stop := s.stopGuard.Swap(nil); stop != nil {
+		(*stop)()
+	}
 	// Deregister and audit before the browser hears "closed", so whoever
 	// reacts to the close sees a consistent registry and audit trail.
 	if s.m != nil {

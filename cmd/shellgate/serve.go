@@ -20,6 +20,7 @@ import (
 	"github.com/shellgate/shellgate/handlers"
 	"github.com/shellgate/shellgate/internal/logring"
 	"github.com/shellgate/shellgate/internal/password"
+	"github.com/shellgate/shellgate/internal/revoke"
 	"github.com/shellgate/shellgate/internal/secrets"
 	"github.com/shellgate/shellgate/jobs"
 	"github.com/shellgate/shellgate/store"
@@ -153,6 +154,10 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	}); ok {
 		met.WatchDeployQueue(dc.DeploymentCounts)
 	}
+	// Revocations made here wake live sessions at once; the watch notices those made
+	// by another process on the same database (e.g. `shellgate user disable`).
+	rv := revoke.New(st, revoke.NewLocalBus(), logger)
+	go rv.Watch(ctx, time.Second)
 
 	hcfg := handlers.Config{
 		PublicURL:       cfg.PublicURL,
@@ -178,6 +183,7 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		AgentEndpoint:      hub,
 		TunnelEndpoint:     sources,
 		Terminals:          terms,
+		Revoke:             rv,
 		RecordingsDir:      filepath.Join(cfg.DataDir, "recordings"),
 		RecordingRetention: cfg.RecordingRetention,
 		Transfers:          handlers.TransferConfig{StallTimeout: cfg.StallTimeout},

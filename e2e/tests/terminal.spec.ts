@@ -56,5 +56,5 @@ test("open a terminal from the stack page, run a command, resize, and exit", asy
   // Other test files share this shellgate: pick this test's session by its server.
   const end = page.locator('tr[data-event="terminal.end"]').filter({ hasText: "web-1" });
   await expect(end).toHaveCount(1);
-  await expect(end).toContainText("exit_status=7");
+  await expect(end).toContainText("exit status 7"); // the What column reads as words
 });

@@ -2,7 +2,7 @@
 // survives network drops: the SSH session stays on the server for a grace period, and
 // a new socket resumes it from the last byte this page received.
 
-import { ClientType, CloseCode, ServerType, State, type Question, type ServerMessage } from "./protocol";
+import { ClientType, CloseCode, Limits, ServerType, State, type Question, type ServerMessage } from "./protocol";
 
 export interface ConnectionEvents {
   /** Terminal output; call done() once it is rendered, which acknowledges it. */
@@ -15,6 +15,10 @@ export interface ConnectionEvents {
   latency(ms: number): void;
   /** The session is over for good; message says why in plain words. */
   closed(code: number, message: string, exitStatus?: number): void;
+  /** Input is waiting to be sent (bytes; 0 once all of it went out). */
+  inputWaiting(bytes: number): void;
+  /** Input was not sent: typed while reconnecting beyond the bound, or cut by the end of the session. */
+  inputLost(bytes: number, why: "overflow" | "ended"): void;
 }
 
 export interface OpenParams {
@@ -47,6 +51,20 @@ export class TerminalConnection {
   private attempt = 0;
   private lastError: { code: number; message: string } | null = null;
 
+  // Input flow control (docs/protocol.md, "Input"): at most inputWindow bytes beyond
+  // what the server said it wrote to the shell are in flight. What waits for credit,
+  // for the session to start or for a reconnect sits in `queue`, in order; what was
+  // sent but not yet acknowledged stays in `inflight`, so a resume can send again what
+  // the server never received.
+  private live = false; // this socket may carry input (session message received)
+  private inputSent = 0; // input offset sent (or, after a resume, known received)
+  private inputAcked = 0; // input offset the server wrote to the shell
+  private inputWindow: number = Limits.inputWindow;
+  private inflight: Uint8Array[] = []; // bytes [inputAcked, inputSent), in order
+  private queue: Uint8Array[] = [];
+  private queued = 0;
+  private typedWhileDown = 0; // keystrokes queued while no socket could carry them
+
   constructor(
     private params: OpenParams,
     private ev: ConnectionEvents,
@@ -57,10 +75,111 @@ export class TerminalConnection {
     this.connect({ type: ClientType.open, server: this.params.server, cols: this.params.cols, rows: this.params.rows, ticket });
   }
 
-  /** Sends keystrokes or pasted text. Never dropped: queued by the socket if need be. */
+  /** Sends keystrokes. Typed while reconnecting, they wait (up to reconnectInput bytes). */
   input(data: string | Uint8Array): void {
-    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return;
-    this.ws.send(typeof data === "string" ? new TextEncoder().encode(data) : data);
+    if (this.over) return;
+    const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
+    if (!this.live) {
+      if (this.typedWhileDown + bytes.byteLength > Limits.reconnectInput) {
+        this.ev.inputLost(bytes.byteLength, "overflow");
+        return;
+      }
+      this.typedWhileDown += bytes.byteLength;
+    }
+    this.enqueue(bytes);
+  }
+
+  /**
+   * Sends pasted text of any size, in frames of at most pasteChunk bytes, as input
+   * credit allows: output keeps rendering and being acknowledged meanwhile. The text
+   * must already be sanitised (see main.ts).
+   */
+  paste(text: string): void {
+    if (this.over) return;
+    const bytes = new TextEncoder().encode(text);
+    for (let i = 0; i < bytes.byteLength; i += Limits.pasteChunk) {
+      this.enqueue(bytes.subarray(i, i + Limits.pasteChunk));
+    }
+  }
+
+  /** Bytes of input not sent yet. */
+  get waitingInput(): number {
+    return this.queued;
+  }
+
+  private enqueue(bytes: Uint8Array): void {
+    if (bytes.byteLength === 0) return;
+    this.queue.push(bytes);
+    this.queued += bytes.byteLength;
+    this.flush();
+  }
+
+  // flush sends queued input while the socket is live and credit remains.
+  private flush(): void {
+    const ws = this.ws;
+    while (this.live && ws && ws.readyState === WebSocket.OPEN && this.queue.length > 0) {
+      const credit = this.inputWindow - (this.inputSent - this.inputAcked);
+      if (credit <= 0) break;
+      let chunk = this.queue[0];
+      const n = Math.min(chunk.byteLength, credit, Limits.pasteChunk);
+      if (n < chunk.byteLength) {
+        this.queue[0] = chunk.subarray(n);
+        chunk = chunk.subarray(0, n);
+      } else {
+        this.queue.shift();
+      }
+      this.queued -= n;
+      ws.send(chunk);
+      this.inflight.push(chunk);
+      this.inputSent += n;
+    }
+    if (this.live) this.typedWhileDown = 0;
+    this.ev.inputWaiting(this.queued);
+  }
+
+  // trimInflight forgets sent bytes the server has written.
+  private trimInflight(written: number): void {
+    let drop = written - this.inputAcked;
+    while (drop > 0 && this.inflight.length > 0) {
+      const head = this.inflight[0];
+      if (head.byteLength <= drop) {
+        this.inflight.shift();
+        drop -= head.byteLength;
+      } else {
+        this.inflight[0] = head.subarray(drop);
+        drop = 0;
+      }
+    }
+    this.inputAcked = written;
+  }
+
+  // onSession lines input up with what the server has: after a resume, whatever it
+  // never received goes back to the front of the queue, in order.
+  private onSession(received: number, written: number, window: number | undefined): void {
+    if (window) this.inputWindow = window;
+    if (written > this.inputAcked) this.trimInflight(written);
+    // inflight now covers [inputAcked, inputSent); keep [inputAcked, received).
+    let keep = received - this.inputAcked;
+    const resend: Uint8Array[] = [];
+    const kept: Uint8Array[] = [];
+    for (const b of this.inflight) {
+      if (keep >= b.byteLength) {
+        kept.push(b);
+        keep -= b.byteLength;
+      } else if (keep > 0) {
+        kept.push(b.subarray(0, keep));
+        resend.push(b.subarray(keep));
+        keep = 0;
+      } else {
+        resend.push(b);
+      }
+    }
+    this.inflight = kept;
+    this.inputSent = received;
+    for (const b of resend) this.queued += b.byteLength;
+    this.queue = resend.concat(this.queue);
+    this.live = true;
+    this.flush();
   }
 
   resize(cols: number, rows: number): void {
@@ -72,6 +191,7 @@ export class TerminalConnection {
   /** Ends the session from this side (closing the page does the same). */
   close(): void {
     this.over = true;
+    this.live = false;
     window.clearInterval(this.pingTimer);
     this.ws?.close(1000, "closed by the user");
   }
@@ -132,6 +252,11 @@ export class TerminalConnection {
       case ServerType.session:
         this.sessionID = msg.id;
         this.resumeToken = msg.resumeToken;
+        this.onSession(msg.inputReceived ?? 0, msg.inputWritten ?? 0, msg.inputWindow);
+        break;
+      case ServerType.inputack:
+        if (msg.offset > this.inputAcked) this.trimInflight(msg.offset);
+        this.flush();
         break;
       case ServerType.prompt: {
         const answers = await this.ev.prompt(msg.name ?? "", msg.instruction ?? "", msg.questions ?? []);
@@ -156,6 +281,7 @@ export class TerminalConnection {
   private onClose(ws: WebSocket, e: CloseEvent): void {
     if (ws !== this.ws) return;
     window.clearInterval(this.pingTimer);
+    this.live = false;
     if (this.over) return;
     const message = this.lastError?.message || e.reason || "";
     // Codes that say the session is over: the shell exited, or the server decided.
@@ -164,6 +290,7 @@ export class TerminalConnection {
     if (final || !this.sessionID) {
       this.over = true;
       this.ev.closed(e.code, message || defaultMessage(e.code), this.exitStatus);
+      this.dropInput();
       return;
     }
     // The network dropped (1006 and friends): the session waits for us on the server.
@@ -171,6 +298,7 @@ export class TerminalConnection {
     if (performance.now() - this.dropStarted > resumeBudgetMs) {
       this.over = true;
       this.ev.closed(e.code, "The connection to shellgate was lost and could not be restored.");
+      this.dropInput();
       return;
     }
     this.attempt++;
@@ -180,6 +308,15 @@ export class TerminalConnection {
       // Resume from what was received: every received byte is already queued in xterm.js.
       this.connect({ type: ClientType.resume, session: this.sessionID, token: this.resumeToken, offset: this.received });
     }, delay);
+  }
+
+  // dropInput tells the person what the end of the session left unsent.
+  private dropInput(): void {
+    const lost = this.queued;
+    this.queue = [];
+    this.queued = 0;
+    this.ev.inputWaiting(0);
+    if (lost > 0) this.ev.inputLost(lost, "ended");
   }
 }
 
@@ -197,6 +334,8 @@ function defaultMessage(code: number): string {
       return "The session was closed by an administrator.";
     case CloseCode.tooManySessions:
       return "You have too many terminals open. Close one and try again.";
+    case CloseCode.revoked:
+      return "Session ended: your access to this server ended.";
     default:
       return "The connection to shellgate closed unexpectedly.";
   }

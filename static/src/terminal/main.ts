@@ -59,7 +59,14 @@ const search = new SearchAddon();
 term.loadAddon(fit);
 term.loadAddon(search);
 term.loadAddon(new WebLinksAddon());
-term.loadAddon(new ClipboardAddon());
+// OSC 52: a remote program may write the clipboard (a documented feature), never read
+// it: the provider answers nothing, and reads are swallowed before the addon sees them
+// (handlers registered later run first), so no reply, not even an empty one, is sent.
+term.loadAddon(new ClipboardAddon(undefined, {
+  readText: () => "",
+  writeText: (_selection, text) => navigator.clipboard.writeText(text),
+}));
+term.parser.registerOscHandler(52, (data) => data.split(";")[1] === "?");
 const unicode = new Unicode11Addon();
 term.loadAddon(unicode);
 term.unicode.activeVersion = "11";
@@ -83,9 +90,39 @@ window.addEventListener("resize", () => fit.fit());
 Object.defineProperty(window, "shellgateConnection", { get: () => conn });
 new MutationObserver(() => (term.options.theme = theme())).observe(document.documentElement, { attributes: true, attributeFilter: ["data-theme"] });
 
+let stateLabel = "";
+let inputWaiting = 0;
 function setState(state: string, label: string): void {
   stateEl.dataset.state = state;
-  stateEl.textContent = label;
+  stateLabel = label;
+  renderState();
+}
+// The status line says when typed or pasted input is waiting to go out (while
+// reconnecting, or a large paste on its way).
+function renderState(): void {
+  stateEl.dataset.inputWaiting = String(inputWaiting);
+  stateEl.textContent = inputWaiting > 0 ? `${stateLabel} · input waiting (${formatBytes(inputWaiting)})` : stateLabel;
+}
+function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1 << 20) return `${(n / 1024).toFixed(n < 10240 ? 1 : 0)} KiB`;
+  return `${(n / (1 << 20)).toFixed(1)} MiB`;
+}
+
+// Pasted text is sanitised on every path (keyboard, context menu, middle click, text
+// dropped on the terminal): ESC and the other C0 controls except tab, CR and LF, DEL
+// and the C1 controls are removed, so a poisoned clipboard cannot end a bracketed
+// paste early (ESC [201~) and run what follows. Line feeds become CR, as xterm.js does.
+function sanitizePaste(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]/g, "").replace(/\r?\n/g, "\r");
+}
+function pasteText(text: string): void {
+  if (!text || !conn) return;
+  let data = sanitizePaste(text);
+  if (term.modes.bracketedPasteMode) data = "\x1b[200~" + data + "\x1b[201~";
+  term.scrollToBottom();
+  conn.paste(data);
 }
 
 async function fetchTicket(): Promise<string> {
@@ -117,6 +154,16 @@ function start(): void {
     hostKey: askHostKey,
     reconnecting: (attempt) => setState("reconnecting", attempt > 1 ? `Reconnecting (try ${attempt})…` : "Reconnecting…"),
     latency: (ms) => (latencyEl.textContent = `${ms < 1 ? ms.toFixed(1) : Math.round(ms)} ms`),
+    inputWaiting: (bytes) => {
+      inputWaiting = bytes;
+      renderState();
+    },
+    inputLost: (bytes, why) => {
+      const what = why === "overflow"
+        ? `Typing while reconnecting is kept up to ${formatBytes(64 * 1024)}; ${formatBytes(bytes)} more were not sent.`
+        : `The session ended before ${formatBytes(bytes)} of typed or pasted input could be sent: the paste was cut.`;
+      term.write(`\r\n\x1b[33m${what}\x1b[0m\r\n`);
+    },
     closed: (code, message, exitStatus) => {
       setState("closed", "Closed");
       latencyEl.textContent = "";
@@ -160,7 +207,7 @@ term.attachCustomKeyEventHandler((ev) => {
     return false;
   }
   if (mod && ev.shiftKey && ev.code === "KeyV") {
-    void navigator.clipboard.readText().then((t) => term.paste(t));
+    void navigator.clipboard.readText().then(pasteText).catch(() => undefined);
     ev.preventDefault();
     return false;
   }
@@ -173,8 +220,27 @@ term.attachCustomKeyEventHandler((ev) => {
 });
 term.element!.addEventListener("contextmenu", (ev) => {
   ev.preventDefault();
-  void navigator.clipboard.readText().then((t) => term.paste(t)).catch(() => undefined);
+  void navigator.clipboard.readText().then(pasteText).catch(() => undefined);
 });
+// Paste events (Ctrl+V / Cmd+V, the browser's menu, middle click) are taken before
+// xterm.js's own handlers, which would send the text unsanitised and in one frame.
+document.addEventListener("paste", (ev) => {
+  if (!(ev.target instanceof Node) || !term.element!.contains(ev.target)) return;
+  ev.preventDefault();
+  ev.stopImmediatePropagation();
+  pasteText(ev.clipboardData?.getData("text/plain") ?? "");
+}, true);
+// Text dragged onto the terminal is pasted the same way (files go to the file panel).
+const isTextDrag = (ev: DragEvent) => !!ev.dataTransfer && !ev.dataTransfer.types.includes("Files") && ev.dataTransfer.types.includes("text/plain");
+term.element!.addEventListener("dragover", (ev) => {
+  if (isTextDrag(ev)) ev.preventDefault();
+}, true);
+term.element!.addEventListener("drop", (ev) => {
+  if (!isTextDrag(ev)) return;
+  ev.preventDefault();
+  ev.stopImmediatePropagation();
+  pasteText(ev.dataTransfer!.getData("text/plain"));
+}, true);
 term.onSelectionChange(() => {
   if (prefs.copyOnSelect && term.hasSelection()) void navigator.clipboard.writeText(term.getSelection()).catch(() => undefined);
 });

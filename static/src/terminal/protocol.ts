@@ -24,6 +24,7 @@ export const ServerType = {
   session: "session", // the session exists; keep id and token to resume: {id, resumeToken, window}
   pong: "pong", // reply to ping
   error: "error", // why the socket is about to close: {code, message}
+  inputack: "inputack", // input up to offset was written to the remote shell: {offset}; returns input credit
 } as const;
 
 /** States carried by status messages. */
@@ -51,6 +52,7 @@ export const CloseCode = {
   connectFailed: 4008, // the SSH server could not be reached (refused, timeout, not SSH, no common algorithms)
   connectionLost: 4009, // the SSH connection died (keepalive missed, network)
   takenOver: 4010, // another socket resumed this session
+  revoked: 4011, // access ended: sign-out, password change, account disabled, removed from the stack, server or key gone, host key re-pinned
 } as const;
 
 /** Limits the server enforces. */
@@ -61,6 +63,12 @@ export const Limits = {
   maxFieldLen: 1024, // longest string field (ticket, answer, server, token)
   readLimit: 65536, // largest message the server accepts, in bytes
   defaultWindow: 1048576, // unacknowledged output allowed before the server stops reading
+  inputWindow: 262144, // input sent but not yet written to the shell (not covered by an inputack)
+  inputAckStep: 4096, // the server sends inputack whenever this much more input was written
+  pasteChunk: 16384, // a paste goes out in binary frames of at most this many bytes
+  reconnectInput: 65536, // keystrokes kept while reconnecting; beyond it the page says input was dropped
+  controlRate: 2000, // control messages a second a socket may send (sustained)
+  controlBurst: 4000, // ... and in a burst; beyond, the socket closes with 1008
 } as const;
 
 export interface Question {
@@ -72,6 +80,7 @@ export type ServerMessage =
   | { type: "status"; state: string; message?: string; exitStatus?: number }
   | { type: "prompt"; name?: string; instruction?: string; questions: Question[] }
   | { type: "hostkey"; fingerprint: string; keyType: string; changed?: boolean }
-  | { type: "session"; id: string; resumeToken: string; window?: number }
+  | { type: "session"; id: string; resumeToken: string; window?: number; inputReceived: number; inputWritten: number; inputWindow?: number }
+  | { type: "inputack"; offset: number }
   | { type: "pong" }
   | { type: "error"; code: number; message: string };
