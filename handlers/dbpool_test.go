@@ -47,7 +47,8 @@ func TestBurstOfTerminalsKeepsDatabaseDescriptorsBounded(t *testing.T) {
 	const n = 200
 	f := newTermFixtureWith(t, testsshd.Options{ExtraConfig: []string{"MaxStartups 256:30:1024", "LogLevel ERROR"}},
 		func(c *handlers.Config) {
-			c.Terminals = terminal.NewManager(terminal.Config{MaxPerUser: n})
+			// One account opens them all: its caps are raised to the burst.
+			c.Terminals = terminal.NewManager(terminal.Config{MaxPerUser: n, MaxPendingPerUser: n})
 		})
 	db := f.store.DB()
 	// Production closes idle connections after a minute; the test does not wait that long.
