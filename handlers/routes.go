@@ -14,7 +14,7 @@ func (s *Server) routes(e *echo.Echo) {
 	e.Use(s.recoverPanics, s.securityHeaders, s.loadSession, s.csrf)
 
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok") })
-	e.GET("/readyz", s.readyz) // 503 while draining or when the database is not usable
+	e.GET("/readyz", s.readyz)           // 503 while draining or when the database is not usable
 	e.GET("/metrics", s.metricsEndpoint) // bearer token only; 404 unless configured
 	e.GET("/static/*", s.staticFiles(static.FS()))
 	// Agents of hosts behind NAT: not a browser endpoint (no session, no cookie

@@ -11,8 +11,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"syscall"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -175,7 +175,7 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 			InstallWithPassword: func(ctx context.Context, t *terminal.Target, password string, log func(string)) error {
 				return jobs.InstallWithPassword(ctx, dialer, gateway, t, password, log)
 			},
-			Wake:   worker.Wake,
+			Wake:              worker.Wake,
 			Agents:            hub,
 			Tunnels:           sources,
 			TunnelMaxLifetime: cfg.TunnelMaxLifetime,
