@@ -48,6 +48,10 @@ const perUserSessions = 10
 type Shellgate struct {
 	cmd      *exec.Cmd
 	exited   chan struct{}
+	exitErr  error // cmd.Wait's, once exited is closed
+	bin      string
+	password string
+	args     []string
 	dataDir  string
 	URL      string
 	StackID  string
@@ -57,7 +61,11 @@ type Shellgate struct {
 
 	gcMu sync.Mutex
 	gc   GCStats
+	log  []string // the last maxLogLines lines of stderr
 }
+
+// maxLogLines bounds the stderr lines kept for Log.
+const maxLogLines = 500
 
 // GCStats is what the shellgate process's GODEBUG=gctrace=1 lines said:
 // the garbage collector's own account of its heap, in whole MB as the
@@ -80,6 +88,12 @@ func (s *Shellgate) readGCTrace(r io.Reader) {
 	for sc.Scan() {
 		m := gcLine.FindStringSubmatch(sc.Text())
 		if m == nil {
+			s.gcMu.Lock()
+			if len(s.log) >= maxLogLines {
+				s.log = s.log[1:]
+			}
+			s.log = append(s.log, sc.Text())
+			s.gcMu.Unlock()
 			continue
 		}
 		n := make([]int, len(m))
@@ -146,39 +160,98 @@ func BuildShellgate(ctx context.Context, dir string) (string, error) {
 
 // StartShellgate starts bin on a free loopback port and prepares it for
 // terminals on target, for up to sessions concurrent terminals (one
-// account per perUserSessions). The child gets SIGKILL if we die.
-func StartShellgate(ctx context.Context, bin string, target *SSHServer, sessions int) (_ *Shellgate, err error) {
+// account per perUserSessions). args are more flags for `shellgate serve`.
+// The child gets SIGKILL if we die.
+func StartShellgate(ctx context.Context, bin string, target *SSHServer, sessions int, args ...string) (_ *Shellgate, err error) {
 	dataDir, err := os.MkdirTemp("", "shellgate-bench-data-")
 	if err != nil {
 		return nil, err
 	}
-	password := rand.Text()
-	s := &Shellgate{dataDir: dataDir, exited: make(chan struct{})}
-	s.cmd = exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--log-format", "json")
-	// gctrace only prints (to stderr, one line per GC cycle): the heap
-	// as the runtime sees it, without a debug endpoint in the product.
-	s.cmd.Env = append(os.Environ(), "SHELLGATE_ADMIN_PASSWORD="+password, "GODEBUG=gctrace=1")
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	stdout, err := s.cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	stderr, err := s.cmd.StderrPipe()
-	if err != nil {
-		return nil, err
-	}
-	// The log (one JSON line per request) is read and dropped with the rest.
-	go s.readGCTrace(stderr)
-	if err := s.cmd.Start(); err != nil {
+	s := &Shellgate{bin: bin, password: rand.Text(), args: args, dataDir: dataDir}
+	if err := s.launch(); err != nil {
 		os.RemoveAll(dataDir)
-		return nil, fmt.Errorf("start %s: %w", bin, err)
+		return nil, err
 	}
-	go func() { s.cmd.Wait(); close(s.exited) }()
 	defer func() {
 		if err != nil {
 			s.Close()
 		}
 	}()
+	if err := s.prepare(ctx, target, sessions); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Attach prepares a shellgate that is already running at baseURL (in this
+// process, say), whose admin password is password, as StartShellgate does.
+// Close then only forgets it.
+func Attach(ctx context.Context, baseURL, password string, target *SSHServer, sessions int) (*Shellgate, error) {
+	s := &Shellgate{URL: baseURL, password: password}
+	if err := s.prepare(ctx, target, sessions); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// prepare signs in, seeds the stack and creates the accounts.
+func (s *Shellgate) prepare(ctx context.Context, target *SSHServer, sessions int) error {
+	admin, err := SignIn(ctx, s.URL, "admin", s.password)
+	if err != nil {
+		return err
+	}
+	if err := s.seed(ctx, admin, target); err != nil {
+		return err
+	}
+	s.users = []*WebClient{admin}
+	keyPEM, err := os.ReadFile(target.KeyPath)
+	if err != nil {
+		return err
+	}
+	// More accounts (admins, so no membership step), each with the key
+	// uploaded as its own and attached: shellgate uses only the person's
+	// own keys.
+	for i := 1; i*perUserSessions < sessions; i++ {
+		name := fmt.Sprintf("bench%d", i)
+		pw, err := admin.CreateUser(ctx, name)
+		if err != nil {
+			return err
+		}
+		u, err := SignIn(ctx, s.URL, name, pw)
+		if err != nil {
+			return err
+		}
+		if err := u.AttachUploadedKey(ctx, s.StackID, keyPEM); err != nil {
+			return err
+		}
+		s.users = append(s.users, u)
+	}
+	return nil
+}
+
+// launch starts the process on s.dataDir and waits until it listens.
+func (s *Shellgate) launch() error {
+	s.exited = make(chan struct{})
+	s.cmd = exec.Command(s.bin, append([]string{"serve", "--listen", "127.0.0.1:0", "--data-dir", s.dataDir, "--log-format", "json"}, s.args...)...)
+	// gctrace only prints (to stderr, one line per GC cycle): the heap
+	// as the runtime sees it, without a debug endpoint in the product.
+	s.cmd.Env = append(os.Environ(), "SHELLGATE_ADMIN_PASSWORD="+s.password, "GODEBUG=gctrace=1")
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	stdout, err := s.cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	stderr, err := s.cmd.StderrPipe()
+	if err != nil {
+		return err
+	}
+	// The log (one JSON line per request) is kept, its last lines only.
+	go s.readGCTrace(stderr)
+	if err := s.cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", s.bin, err)
+	}
+	exited, cmd := s.exited, s.cmd
+	go func() { s.exitErr = cmd.Wait(); close(exited) }()
 	urlc := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -190,44 +263,60 @@ func StartShellgate(ctx context.Context, bin string, target *SSHServer, sessions
 	}()
 	select {
 	case s.URL = <-urlc:
+		return nil
 	case <-s.exited:
-		return nil, errors.New("shellgate exited before listening")
+		return errors.New("shellgate exited before listening")
 	case <-time.After(30 * time.Second):
-		return nil, errors.New("shellgate did not listen within 30s")
+		s.cmd.Process.Kill()
+		<-s.exited
+		return errors.New("shellgate did not listen within 30s")
 	}
+}
 
-	admin, err := SignIn(ctx, s.URL, "admin", password)
-	if err != nil {
-		return nil, err
+// Signal sends sig to the process (by PID).
+func (s *Shellgate) Signal(sig os.Signal) error { return s.cmd.Process.Signal(sig) }
+
+// Wait waits for the process to exit, at most d, and returns cmd.Wait's error
+// (nil for exit status 0); an error also if it is still running.
+func (s *Shellgate) Wait(d time.Duration) error {
+	select {
+	case <-s.exited:
+		return s.exitErr
+	case <-time.After(d):
+		return fmt.Errorf("shellgate still running after %s", d)
 	}
-	if err := s.seed(ctx, admin, target); err != nil {
-		return nil, err
+}
+
+// Restart SIGKILLs the process (a crash) and starts it again on the same
+// data dir; the administrator signs in again. Other accounts' sessions are
+// dropped with the process's state as a browser would see them.
+func (s *Shellgate) Restart(ctx context.Context) error {
+	s.cmd.Process.Kill()
+	<-s.exited
+	if err := s.launch(); err != nil {
+		return err
+	}
+	admin, err := SignIn(ctx, s.URL, "admin", s.password)
+	if err != nil {
+		return err
 	}
 	s.users = []*WebClient{admin}
-	keyPEM, err := os.ReadFile(target.KeyPath)
-	if err != nil {
-		return nil, err
-	}
-	// More accounts (admins, so no membership step), each with the key
-	// uploaded as its own and attached: shellgate uses only the person's
-	// own keys.
-	for i := 1; i*perUserSessions < sessions; i++ {
-		name := fmt.Sprintf("bench%d", i)
-		pw, err := admin.CreateUser(ctx, name)
-		if err != nil {
-			return nil, err
-		}
-		u, err := SignIn(ctx, s.URL, name, pw)
-		if err != nil {
-			return nil, err
-		}
-		if err := u.AttachUploadedKey(ctx, s.StackID, keyPEM); err != nil {
-			return nil, err
-		}
-		s.users = append(s.users, u)
-	}
-	return s, nil
+	return nil
 }
+
+// DataDir is the process's data dir (its SQLite database is shellgate.db).
+func (s *Shellgate) DataDir() string { return s.dataDir }
+
+// Log returns the last lines the process wrote to stderr.
+func (s *Shellgate) Log() string {
+	s.gcMu.Lock()
+	defer s.gcMu.Unlock()
+	return strings.Join(s.log, "\n")
+}
+
+// FilesURL is the file API's URL for op (download, upload, …) on the
+// benchmark's server.
+func (s *Shellgate) FilesURL(op string, q url.Values) string { return s.filesURL(op, q) }
 
 // seed creates the stack, the server with its pinned host key and the
 // admin's key, through the dashboard's forms.
@@ -295,6 +384,9 @@ func (s *Shellgate) Admin() *WebClient { return s.users[0] }
 // Close sends SIGTERM (graceful shutdown), SIGKILL after 10s, both by PID,
 // and removes the data dir.
 func (s *Shellgate) Close() error {
+	if s.cmd == nil {
+		return nil // attached: not ours to stop
+	}
 	s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-s.exited:
@@ -416,9 +508,15 @@ var keyIDPattern = regexp.MustCompile(`^/keys/(\d+)/delete$`)
 // AttachUploadedKey uploads keyPEM as this user's private key (POST
 // /keys/upload, multipart) and attaches it to the stack.
 func (c *WebClient) AttachUploadedKey(ctx context.Context, stackID string, keyPEM []byte) error {
+	return c.AttachKey(ctx, stackID, "benchkey", keyPEM)
+}
+
+// AttachKey uploads keyPEM as this user's private key named name and
+// attaches it to the stack.
+func (c *WebClient) AttachKey(ctx context.Context, stackID, name string, keyPEM []byte) error {
 	var body bytes.Buffer
 	mw := multipart.NewWriter(&body)
-	mw.WriteField("name", "benchkey")
+	mw.WriteField("name", name)
 	fw, _ := mw.CreateFormFile("private_key_file", "id_ed25519")
 	fw.Write(keyPEM)
 	mw.Close()
@@ -431,6 +529,9 @@ func (c *WebClient) AttachUploadedKey(ctx context.Context, stackID string, keyPE
 	}
 	var keyID string
 	doc.Find("form[action]").EachWithBreak(func(_ int, f *goquery.Selection) bool {
+		if !strings.Contains(f.Closest("tr").Text(), name) {
+			return true // another key's row
+		}
 		if m := keyIDPattern.FindStringSubmatch(f.AttrOr("action", "")); m != nil {
 			keyID = m[1]
 			return false
@@ -496,4 +597,26 @@ func (c *WebClient) Ticket(ctx context.Context, stackID, serverID string) (strin
 		return "", fmt.Errorf("ticket: bad answer (%v)", err)
 	}
 	return out.Ticket, nil
+}
+
+var gatewayLine = regexp.MustCompile(`echo '([^']+)'`)
+
+// GatewayKey reads shellgate's own public key (authorized_keys form) from the
+// install command on the stack page, as an administrator copies it.
+func (c *WebClient) GatewayKey(ctx context.Context, stackID string) (string, error) {
+	doc, err := c.get(ctx, "/stacks/"+stackID)
+	if err != nil {
+		return "", err
+	}
+	m := gatewayLine.FindStringSubmatch(doc.Find(`[data-testid="gateway-install"]`).Text())
+	if m == nil {
+		return "", errors.New("stack page: no gateway install command")
+	}
+	return m[1], nil
+}
+
+// Retry presses Retry in the stack's settings: failed deployments run again now.
+func (c *WebClient) Retry(ctx context.Context, stackID string) error {
+	_, err := c.PostForm(ctx, "/stacks/"+stackID+"/retry", url.Values{})
+	return err
 }

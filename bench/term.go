@@ -168,6 +168,9 @@ func (t *Term) Done() <-chan struct{} { return t.done }
 // Err is the reason the reader stopped, after Done.
 func (t *Term) Err() error { return t.err }
 
+// CloseCode is the server's close code, after Done (0 if none came).
+func (t *Term) CloseCode() int { return t.closeCode }
+
 // readLoop is the only reader: output to the output function, acks,
 // control messages (pong and status need nothing from a benchmark).
 func (t *Term) readLoop() {

@@ -40,7 +40,11 @@ func fileStatus(err error) (int, string) {
 	switch {
 	case errors.Is(err, terminal.ErrNoKeyAuth):
 		return http.StatusConflict, noKeyMessage
-	case errors.Is(err, terminal.ErrShutdown):
+	case errors.Is(err, errStalled):
+		return http.StatusRequestTimeout, "The transfer stopped moving and was ended."
+	case errors.Is(err, terminal.ErrTooManySessions):
+		return http.StatusServiceUnavailable, "Too many file connections at once. Try again in a moment."
+	case errors.Is(err, terminal.ErrShutdown), errors.Is(err, errDraining):
 		return http.StatusServiceUnavailable, "shellgate is restarting. Try again in a moment."
 	}
 	var fe *terminal.FileError
@@ -150,7 +154,12 @@ func (s *Server) fileCall(c echo.Context) (*fileCall, error) {
 
 // auditFile writes one file event (file.upload, file.download, …) to the audit log.
 func (s *Server) auditFile(c echo.Context, fc *fileCall, kind string, err error, detail map[string]string) {
-	if err != nil {
+	switch {
+	case errors.Is(err, errStalled):
+		detail["reason"] = "stalled"
+	case errors.Is(err, errDraining):
+		detail["reason"] = "cut: shellgate restarted"
+	case err != nil:
 		detail["reason"] = terminal.FileMessage(err)
 	}
 	s.auditTerminal(currentUser(c), c.RealIP(), fc.st, fc.sv, kind, err == nil, detail)
@@ -258,8 +267,13 @@ func (s *Server) filesDownload(c echo.Context) error {
 		return s.fileError(c, err)
 	}
 	defer fc.release()
+	t, err := s.xfers.begin(c, false)
+	if err != nil {
+		return s.fileError(c, err)
+	}
+	defer s.endTransfer(t, fc)
 	p := c.QueryParam("path")
-	rf, err := fc.files.Open(c.Request().Context(), p)
+	rf, err := fc.files.Open(t.ctx, p)
 	if err != nil {
 		s.auditFile(c, fc, "file.download", err, map[string]string{"path": p})
 		return s.fileError(c, err)
@@ -273,9 +287,23 @@ func (s *Server) filesDownload(c echo.Context) error {
 	attachmentHeaders(c.Response().Header(), rf.Name(), "application/octet-stream")
 	start := time.Now()
 	// The Content-Type is set, so ServeContent does not sniff; the name is unused.
-	http.ServeContent(c.Response(), c.Request(), "", rf.ModTime(), rf)
-	s.cfg.Ops.Metrics.FileTransfer(metrics.Download, c.Response().Size, time.Since(start), c.Request().Context().Err())
+	http.ServeContent(t.writer(c.Response()), c.Request().WithContext(t.ctx), "", rf.ModTime(), rf)
+	s.cfg.Ops.Metrics.FileTransfer(metrics.Download, c.Response().Size, time.Since(start), t.ctx.Err())
+	if t.stalled() || t.drained() {
+		// The start was audited; the end says why the browser got less.
+		s.auditFile(c, fc, "file.download", t.reason(), detail)
+	}
 	return nil
+}
+
+// endTransfer unregisters t; a stalled transfer's pooled SFTP session is
+// discarded (closed once nobody uses it), since requests of the cut transfer may
+// still be outstanding on it.
+func (s *Server) endTransfer(t *transfer, fc *fileCall) {
+	t.end()
+	if t.stalled() {
+		s.files.Discard(fc.files)
+	}
 }
 
 // filesArchive streams a folder as a zip.
@@ -285,7 +313,12 @@ func (s *Server) filesArchive(c echo.Context) error {
 		return s.fileError(c, err)
 	}
 	defer fc.release()
-	ctx := c.Request().Context()
+	t, err := s.xfers.begin(c, false)
+	if err != nil {
+		return s.fileError(c, err)
+	}
+	defer s.endTransfer(t, fc)
+	ctx := t.ctx
 	p := c.QueryParam("path")
 	e, err := fc.files.Stat(ctx, p)
 	if err == nil && !e.IsDir && !e.TargetIsDir {
@@ -302,11 +335,14 @@ func (s *Server) filesArchive(c echo.Context) error {
 	attachmentHeaders(c.Response().Header(), name+".zip", "application/zip")
 	c.Response().WriteHeader(http.StatusOK)
 	start := time.Now()
-	res, err := fc.files.WriteZip(ctx, e.Path, c.Response())
+	res, err := fc.files.WriteZip(ctx, e.Path, t.writer(c.Response()))
 	s.cfg.Ops.Metrics.FileTransfer(metrics.Download, c.Response().Size, time.Since(start), err)
 	detail := map[string]string{"path": e.Path, "files": strconv.Itoa(res.Files), "bytes": strconv.FormatInt(res.Bytes, 10)}
 	if len(res.Skipped) > 0 {
 		detail["skipped"] = strconv.Itoa(len(res.Skipped))
+	}
+	if err != nil && (t.stalled() || t.drained()) {
+		err = t.reason()
 	}
 	s.auditFile(c, fc, "file.archive", err, detail)
 	if err != nil && !errors.Is(err, context.Canceled) {
@@ -335,11 +371,21 @@ func (s *Server) filesUpload(c echo.Context) error {
 		return s.fileError(c, err)
 	}
 	defer fc.release()
+	t, err := s.xfers.begin(c, true)
+	if err != nil {
+		return s.fileError(c, err)
+	}
+	defer s.endTransfer(t, fc)
 	dir, rel := q.Get("dir"), q.Get("name")
-	body, start := &metrics.CountingReader{R: r.Body}, time.Now()
-	res, err := fc.files.Upload(r.Context(), dir, rel, body, terminal.UploadOptions{Size: size, Overwrite: q.Get("overwrite") == "1"})
+	// The engine removes its temporary file whatever ends the upload: the body
+	// failing, t.ctx cut by the progress deadline or the end of a drain.
+	body, start := &metrics.CountingReader{R: t.body(r.Body)}, time.Now()
+	res, err := fc.files.Upload(t.ctx, dir, rel, body, terminal.UploadOptions{Size: size, Overwrite: q.Get("overwrite") == "1"})
 	if !errors.Is(err, terminal.ErrExists) {
 		s.cfg.Ops.Metrics.FileTransfer(metrics.Upload, body.N, time.Since(start), err)
+	}
+	if err != nil && (t.stalled() || t.drained()) {
+		err = t.reason()
 	}
 	detail := map[string]string{"path": path.Join(dir, rel), "size": strconv.FormatInt(size, 10)}
 	if err == nil {

@@ -417,6 +417,10 @@ func TestFileStatus(t *testing.T) {
 		{&terminal.FileError{Op: "remove", Path: "/x", Err: terminal.ErrDirNotEmpty}, 409},
 		{&terminal.FileError{Op: "open", Path: "/x", Err: terminal.ErrUnsupported}, 501},
 		{terminal.ErrNoKeyAuth, 409},
+		{handlers.ErrStalled, 408},
+		{handlers.ErrDraining, 503},
+		{terminal.ErrShutdown, 503},
+		{fmt.Errorf("acquire: %w", terminal.ErrTooManySessions), 503},
 	} {
 		if got, msg := handlers.FileStatus(tc.err); got != tc.want || msg == "" {
 			t.Errorf("%v: %d %q, want %d", tc.err, got, msg, tc.want)

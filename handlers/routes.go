@@ -10,11 +10,12 @@ import (
 
 // routes registers every route of the application: the whole surface on one screen.
 func (s *Server) routes(e *echo.Echo) {
-	e.Pre(s.checkHost)
+	e.Pre(s.checkHost, s.refuseWhileDraining)
 	// bodyPolicy bounds every body before anything (csrf included) may read it.
 	e.Use(s.recoverPanics, s.securityHeaders, s.loadSession, s.bodyPolicy, s.csrf)
 
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok") })
+	e.GET("/readyz", s.readyz)           // 503 while draining or when the database is not usable
 	e.GET("/metrics", s.metricsEndpoint) // bearer token only; 404 unless configured
 	e.GET("/static/*", s.staticFiles(static.FS()))
 	// Agents of hosts behind NAT: not a browser endpoint (no session, no cookie

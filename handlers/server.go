@@ -77,6 +77,10 @@ type Config struct {
 	// Cluster, set when replicas share the database, shows and ends live sessions
 	// held by other replicas; nil: this process only.
 	Cluster *ClusterConfig
+	// Transfers sets the progress deadline of uploads and downloads.
+	Transfers TransferConfig
+	// Files tunes the file panel's connection pool (idle time, orphan sweep).
+	Files terminal.PoolConfig
 	// Ops feeds the system page and the metrics endpoint (see system.go).
 	Ops OpsConfig
 	// AgentEndpoint serves agents' WebSocket upgrades at AgentPath; nil: none.
@@ -100,6 +104,7 @@ type Server struct {
 	files     *terminal.Pool // SSH connections of the file panel, one per user × server
 	revoke    *revoke.Service
 	live      liveSessions
+	xfers     *transferSet // uploads and downloads in flight (progress deadline, drain)
 }
 
 // New builds the echo application with every route and middleware.
@@ -161,8 +166,16 @@ func New(cfg Config, st store.Store) (*echo.Echo, *Server, error) {
 	if s.terms == nil {
 		s.terms = terminal.NewManager(terminal.Config{Dialer: cfg.Stacks.Dialer, Logger: cfg.Logger})
 	}
-	s.files = terminal.NewPool(s.terms, terminal.PoolConfig{Dialer: cfg.Stacks.Dialer, Logger: cfg.Logger})
 	s.startCluster()
+	s.xfers = newTransferSet(cfg.Transfers)
+	pcfg := cfg.Files
+	if pcfg.Dialer == nil {
+		pcfg.Dialer = cfg.Stacks.Dialer
+	}
+	if pcfg.Logger == nil {
+		pcfg.Logger = cfg.Logger
+	}
+	s.files = terminal.NewPool(s.terms, pcfg)
 	s.cookies = sessions.NewCookieStore(cfg.SessionHashKey, cfg.SessionBlockKey)
 	s.cookies.MaxAge(int(cfg.SessionTTL.Seconds()))
 	s.cookies.Options.HttpOnly = true

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	mathrand "math/rand/v2"
+	"os"
 	"time"
 
 	"github.com/shellgate/shellgate/store"
@@ -53,10 +54,22 @@ type Worker struct {
 	Backoff      time.Duration // first retry delay; default 10s
 	MaxBackoff   time.Duration // default 30m
 
+	// ID names this worker (one per process) in the workers table; its claim
+	// tokens start with ID + ".". Default: random.
+	ID string
+	// Heartbeat is how often the worker renews its row and looks for workers
+	// that are gone; default 5s. DeadAfter is how old a heartbeat must be for
+	// its worker to count as gone; default 30s.
+	Heartbeat time.Duration
+	DeadAfter time.Duration
+	// Alive reports whether the process of a worker row on this host still
+	// runs; default: signal 0 to its PID when the row's host is this one.
+	Alive func(w store.WorkerRow) bool
 	// OnFinish, when set, hears of every job run: a removal or not, and its error.
 	OnFinish func(removing bool, err error)
 
 	wake chan struct{}
+	host string
 }
 
 func (w *Worker) defaults() {
@@ -84,6 +97,30 @@ func (w *Worker) defaults() {
 	if w.MaxBackoff <= 0 {
 		w.MaxBackoff = 30 * time.Minute
 	}
+	if w.ID == "" {
+		w.ID = newToken()
+	}
+	if w.Heartbeat <= 0 {
+		w.Heartbeat = 5 * time.Second
+	}
+	if w.DeadAfter <= 0 {
+		w.DeadAfter = 6 * w.Heartbeat
+	}
+	if w.host == "" {
+		w.host, _ = os.Hostname()
+	}
+	if w.Alive == nil {
+		w.Alive = w.processAlive
+	}
+}
+
+// processAlive: a row of another host is presumed alive (its heartbeat decides);
+// on this host, a PID that no longer exists is a process that is gone.
+func (w *Worker) processAlive(r store.WorkerRow) bool {
+	if r.Host != w.host || r.PID <= 0 {
+		return true
+	}
+	return pidExists(r.PID)
 }
 
 // NewWorker returns a worker with defaults filled in.
@@ -110,6 +147,34 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.defaults()
 	if w.wake == nil {
 		w.wake = make(chan struct{}, 1)
+	}
+	// Leases: this worker's heartbeat, and the jobs of workers that are gone
+	// reclaimed at once (at start, then every Heartbeat) rather than after
+	// their lease.
+	if ls, ok := w.Store.(store.WorkerStore); ok {
+		started := w.Now()
+		w.beat(ctx, ls, started)
+		hbDone := make(chan struct{})
+		defer func() {
+			<-hbDone
+			// A clean stop: nothing of ours is running any more.
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			_ = ls.DeleteWorker(dctx, w.ID)
+		}()
+		go func() {
+			defer close(hbDone)
+			t := time.NewTicker(w.Heartbeat)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					w.beat(ctx, ls, started)
+				}
+			}
+		}()
 	}
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -140,10 +205,42 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 }
 
+// beat renews this worker's row and reclaims the jobs of workers that are gone:
+// their heartbeat is older than DeadAfter, or their process has left this host.
+func (w *Worker) beat(ctx context.Context, ls store.WorkerStore, started time.Time) {
+	now := w.Now()
+	if err := ls.HeartbeatWorker(ctx, &store.WorkerRow{ID: w.ID, Host: w.host, PID: os.Getpid(),
+		StartedAt: started, HeartbeatAt: now}); err != nil {
+		if ctx.Err() == nil {
+			w.Log.Error("worker heartbeat", "err", err)
+		}
+		return
+	}
+	rows, err := ls.ListWorkers(ctx)
+	if err != nil {
+		return
+	}
+	for _, r := range rows {
+		if r.ID == w.ID || (now.Sub(r.HeartbeatAt) < w.DeadAfter && w.Alive(r)) {
+			continue
+		}
+		n, err := ls.ReclaimDeployments(ctx, r.ID, now)
+		if err != nil {
+			w.Log.Error("reclaim deployments", "worker", r.ID, "err", err)
+			continue
+		}
+		_ = ls.DeleteWorker(ctx, r.ID)
+		w.Log.Info("reclaimed the deployments of a worker that is gone", "worker", r.ID, "host", r.Host, "pid", r.PID, "jobs", n)
+		if n > 0 {
+			w.Wake()
+		}
+	}
+}
+
 // RunOnce claims one due job and runs it. It reports whether there was one.
 func (w *Worker) RunOnce(ctx context.Context) (bool, error) {
 	w.defaults()
-	token := newToken()
+	token := w.ID + "." + newToken()
 	d, err := w.Store.ClaimDeployment(ctx, w.Now(), w.Lease, w.MaxAttempts, token)
 	if errors.Is(err, store.ErrNotFound) {
 		return false, nil

@@ -77,6 +77,9 @@ func TestCopySQLiteToPostgres(t *testing.T) {
 	if _, err := src.ReserveAttempt(ctx, "account:bob", store.ThrottlePolicy{Budget: 3, Base: time.Second, Max: time.Minute, Reset: time.Hour}, now); err != nil {
 		t.Fatal(err)
 	}
+	if err := src.HeartbeatWorker(ctx, &store.WorkerRow{ID: "w1", Host: "h", PID: 1, StartedAt: now, HeartbeatAt: now}); err != nil {
+		t.Fatal(err)
+	}
 	bob := mustUser(t, src, "bob", store.RoleMember)
 	if err := src.EndUserSessions(ctx, bob.ID); err != nil { // bumps bob's access epoch
 		t.Fatal(err)

@@ -47,16 +47,18 @@ var _ Store = (*DB)(nil)
 //	sqlite:PATH or sqlite://PATH    a SQLite file (created when missing)
 //	postgres://… or postgresql://…  PostgreSQL; password, TLS (sslmode, sslrootcert, …)
 //	                                come from the URL or the standard PG* variables
-func Open(ctx context.Context, url string) (*DB, error) {
+//
+// pool, optional, bounds the connection pool (the engine's default otherwise).
+func Open(ctx context.Context, url string, pool ...Pool) (*DB, error) {
 	switch {
 	case strings.HasPrefix(url, "sqlite:"):
 		path := strings.TrimPrefix(strings.TrimPrefix(url, "sqlite:"), "//")
 		if path == "" {
 			return nil, fmt.Errorf("database URL %q: want sqlite:PATH", url)
 		}
-		return OpenSQLite(ctx, path)
+		return OpenSQLite(ctx, path, pool...)
 	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
-		return OpenPostgres(ctx, url)
+		return OpenPostgres(ctx, url, pool...)
 	default:
 		return nil, fmt.Errorf("database URL %q: want sqlite:PATH or postgres://…", redactURL(url))
 	}

@@ -25,7 +25,7 @@ import (
 //   - a Go bool argument is sent as 0 or 1, because flags are INTEGER columns on both
 //     engines (SQLite has no boolean type, and a query comparing a flag with 0 must
 //     mean the same on both).
-func OpenPostgres(ctx context.Context, url string) (*DB, error) {
+func OpenPostgres(ctx context.Context, url string, pool ...Pool) (*DB, error) {
 	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
 		// pgx's message quotes the URL, its password hidden only on a best-effort basis:
@@ -40,9 +40,11 @@ func OpenPostgres(ctx context.Context, url string) (*DB, error) {
 		cfg.ConnectTimeout = 10 * time.Second
 	}
 	db := sql.OpenDB(rebindConnector{stdlib.GetConnector(*cfg)})
-	db.SetMaxOpenConns(20)
-	db.SetMaxIdleConns(10)
-	db.SetConnMaxIdleTime(5 * time.Minute)
+	var p Pool
+	if len(pool) > 0 {
+		p = pool[0]
+	}
+	p.apply(db, pgMaxOpen)
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("connect to PostgreSQL at %s: %w", cfg.Host, err)
@@ -54,6 +56,11 @@ func OpenPostgres(ctx context.Context, url string) (*DB, error) {
 	}
 	return s, nil
 }
+
+// pgMaxOpen is PostgreSQL's default pool size per replica: writers do not queue on a
+// file lock as with SQLite, and max_connections (100 by default) is shared by every
+// replica, the hint listener (one connection each) and the operator's tools.
+const pgMaxOpen = 16
 
 // migrationLockKey is the pg_advisory_lock key under which migrations run; any
 // constant works as long as every replica uses the same one.

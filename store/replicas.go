@@ -3,8 +3,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"errors"
-	"fmt"
 	"time"
 )
 
@@ -88,29 +86,6 @@ func (s *SQLite) RemoveStaleReplicas(ctx context.Context, before time.Time) (int
 		return normalize(err)
 	})
 	return n, err
-}
-
-// ErrNotReady explains why the database cannot serve yet.
-var ErrNotReady = errors.New("database not ready")
-
-// CheckReady reports whether the database answers and holds every migration this
-// binary knows (a replica of an older binary, or a newer database, is not ready).
-func (s *DB) CheckReady(ctx context.Context) error {
-	if err := s.db.PingContext(ctx); err != nil {
-		return fmt.Errorf("%w: %v", ErrNotReady, err)
-	}
-	have, err := versions(ctx, s.db)
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrNotReady, err)
-	}
-	entries, err := migrations.ReadDir("migrations/" + string(s.engine))
-	if err != nil {
-		return err
-	}
-	if len(have) != len(entries) {
-		return fmt.Errorf("%w: %d of %d migrations applied", ErrNotReady, len(have), len(entries))
-	}
-	return nil
 }
 
 // LiveSession is a terminal session running now on some replica.

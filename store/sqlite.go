@@ -15,10 +15,42 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
+// Pool bounds an engine's connection pool; the zero value is the engine's default.
+type Pool struct {
+	// MaxOpen caps open connections. SQLite default 4: one writer at a time (SQLite
+	// allows no more; writers queue on the busy timeout) plus readers, which WAL lets
+	// run beside it. A burst of requests waits for a connection instead of opening
+	// one (three descriptors: database, WAL, shared memory) per request.
+	MaxOpen int
+	// MaxIdle caps connections kept open while idle; default 2, at most MaxOpen.
+	MaxIdle int
+	// MaxIdleTime closes a connection idle this long; default 1 minute.
+	MaxIdleTime time.Duration
+}
+
+// sqliteMaxOpen is SQLite's default pool size: one writer plus three readers.
+const sqliteMaxOpen = 4
+
+func (p Pool) apply(db *sql.DB, defaultMax int) {
+	if p.MaxOpen <= 0 {
+		p.MaxOpen = defaultMax
+	}
+	if p.MaxIdle <= 0 {
+		p.MaxIdle = 2
+	}
+	if p.MaxIdleTime <= 0 {
+		p.MaxIdleTime = time.Minute
+	}
+	db.SetMaxOpenConns(p.MaxOpen)
+	db.SetMaxIdleConns(min(p.MaxIdle, p.MaxOpen))
+	db.SetConnMaxIdleTime(p.MaxIdleTime)
+}
+
 // OpenSQLite opens the default store: one file in the data dir, through a pure-Go
 // driver. It opens (creating if needed) the database file at path with WAL, a busy
-// timeout and foreign keys on, and applies pending migrations.
-func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
+// timeout and foreign keys on, bounds its pool (pool, optional: the default Pool),
+// and applies pending migrations.
+func OpenSQLite(ctx context.Context, path string, pool ...Pool) (*SQLite, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create database dir: %w", err)
 	}
@@ -27,6 +59,11 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
+	var p Pool
+	if len(pool) > 0 {
+		p = pool[0]
+	}
+	p.apply(db, sqliteMaxOpen)
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)

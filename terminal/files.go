@@ -41,6 +41,10 @@ type Files struct {
 	raw         *rawSFTP // listing session, opened on first use
 	rawFailures int      // sessions the server refused to open
 	closed      bool
+
+	// beforeUpload, when set (by the Pool, before the Files is shared), is
+	// told the folder of each upload: the orphan sweep.
+	beforeUpload func(dir string)
 }
 
 // FilesOptions tune Files; the zero value is the default.

@@ -357,6 +357,9 @@ func (f *Files) Upload(ctx context.Context, dir, rel string, r io.Reader, opts U
 		return UploadResult{}, newFileErr(op, dir, ErrNotDir, nil)
 	}
 	final := path.Join(parent, name)
+	if f.beforeUpload != nil {
+		f.beforeUpload(parent)
+	}
 
 	var replaced bool
 	var perm fs.FileMode

@@ -21,6 +21,7 @@ type Config struct {
 	Window     int           // unacked output per session before reading pauses; default DefaultWindow
 	Grace      time.Duration // how long a detached session waits for resume; default 60s
 	MaxPerUser int           // live sessions per user (detached ones count); default 10
+	MaxTotal   int           // live sessions in the process, all users; default 1000
 	// MaxPendingPerUser bounds a user's sockets upgraded but not yet opened
 	// (no first message yet; see Admit); default 4.
 	MaxPendingPerUser int
@@ -45,6 +46,10 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxPerUser <= 0 {
 		c.MaxPerUser = 10
+	}
+	if c.MaxTotal <= 0 {
+		// Each session holds up to Window (1 MiB) of output: 1 GiB at most.
+		c.MaxTotal = 1000
 	}
 	if c.MaxPendingPerUser <= 0 {
 		c.MaxPendingPerUser = 4
@@ -76,12 +81,13 @@ type Manager struct {
 
 	mu       sync.Mutex
 	closing  bool
-	sessions map[string]*Session
-	perUser  map[string]int // live sessions plus opens in progress
-	pending  map[string]int // sockets admitted, first message not yet read
-	bridges  map[*bridge]struct{}
-	closers  []func()       // run by Shutdown (the file connection pool)
-	wg       sync.WaitGroup // session goroutines and Serve calls
+	sessions map[string]*Session  // bound: cfg.MaxTotal (reserve)
+	perUser  map[string]int       // live sessions plus opens in progress; bound: one key per user with a session
+	reserved int                  // sum of perUser; at most cfg.MaxTotal
+	pending  map[string]int       // sockets admitted, first message not yet read; bound: cfg.MaxPendingPerUser per user
+	bridges  map[*bridge]struct{} // bound: one per open terminal socket (HTTP connections are capped)
+	closers  []func()             // run by Shutdown (the file connection pool)
+	wg       sync.WaitGroup       // session goroutines and Serve calls
 }
 
 // NewManager returns an empty registry.
@@ -250,13 +256,18 @@ func (m *Manager) reserve(user string) error {
 	if m.perUser[user] >= m.cfg.MaxPerUser {
 		return fmt.Errorf("%w (limit %d)", ErrTooManySessions, m.cfg.MaxPerUser)
 	}
+	if m.reserved >= m.cfg.MaxTotal {
+		return fmt.Errorf("%w (limit %d on this server)", ErrTooManySessions, m.cfg.MaxTotal)
+	}
 	m.perUser[user]++
+	m.reserved++
 	return nil
 }
 
 func (m *Manager) release(user string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.reserved--
 	if m.perUser[user]--; m.perUser[user] <= 0 {
 		delete(m.perUser, user)
 	}

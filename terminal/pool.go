@@ -26,11 +26,23 @@ type PoolKey struct {
 // PoolConfig tunes a Pool; the zero value gives the documented defaults.
 type PoolConfig struct {
 	Idle        time.Duration // close a connection this long after its last release; default 2 min
+	MaxConns    int           // pooled connections at most; when full, an idle one is closed, else Acquire fails with ErrTooManySessions; default 256
 	Dialer      Dialer        // default &net.Dialer{} (through Manager's config)
 	DialOptions DialOptions
 	Files       FilesOptions
 	Logger      *slog.Logger
+
+	// OrphanAge is how old a temporary upload file must be before the sweep
+	// removes it (no upload can still be writing it); default 24 h.
+	OrphanAge time.Duration
+	// SweepEvery is how often one folder of one server is swept at most;
+	// default 1 h. Negative turns the sweep off.
+	SweepEvery time.Duration
 }
+
+// maxSweepMarks bounds the Pool's memory of swept folders; when full, marks
+// older than SweepEvery are dropped, and if none is, the sweep is skipped.
+const maxSweepMarks = 4096
 
 // Pool holds the SSH connections of the file panel, one per user × server,
 // with a *Files on each. A connection is, in order of preference: the one
@@ -49,8 +61,15 @@ type Pool struct {
 
 	mu      sync.Mutex
 	closed  bool
-	entries map[PoolKey]*poolEntry
+	entries map[PoolKey]*poolEntry // bound: one per user × server in use, closed idle after cfg.Idle
+
+	sweepMu sync.Mutex
+	swept   map[sweepMark]time.Time // bound: maxSweepMarks
+	sweeps  sync.WaitGroup
 }
+
+// sweepMark is one folder of one server.
+type sweepMark struct{ server, dir string }
 
 type poolEntry struct {
 	key    PoolKey
@@ -75,10 +94,19 @@ func NewPool(m *Manager, cfg PoolConfig) *Pool {
 	if cfg.Logger == nil {
 		cfg.Logger = m.log
 	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = 256
+	}
+	if cfg.OrphanAge <= 0 {
+		cfg.OrphanAge = 24 * time.Hour
+	}
+	if cfg.SweepEvery == 0 {
+		cfg.SweepEvery = time.Hour
+	}
 	if cfg.DialOptions.Observe == nil {
 		cfg.DialOptions.Observe = m.cfg.DialOptions.Observe
 	}
-	p := &Pool{m: m, cfg: cfg, log: cfg.Logger, entries: make(map[PoolKey]*poolEntry)}
+	p := &Pool{m: m, cfg: cfg, log: cfg.Logger, entries: make(map[PoolKey]*poolEntry), swept: make(map[sweepMark]time.Time)}
 	m.onShutdown(p.Close)
 	return p
 }
@@ -98,7 +126,14 @@ func (p *Pool) Acquire(ctx context.Context, key PoolKey, dial func(context.Conte
 		p.mu.Unlock()
 		return f, p.releaser(e), nil
 	}
+	evicted, err := p.makeRoom()
 	p.mu.Unlock()
+	if evicted != nil {
+		evicted.close()
+	}
+	if err != nil {
+		return nil, nil, err
+	}
 
 	client, owned := p.m.ClientFor(key.UserID, key.Server), false
 	if client == nil {
@@ -127,6 +162,8 @@ func (p *Pool) Acquire(ctx context.Context, key PoolKey, dial func(context.Conte
 		}
 		return nil, nil, err
 	}
+	// Each folder an upload goes to is swept too (set before files is shared).
+	files.beforeUpload = func(dir string) { p.sweep(key.Server, files, dir) }
 	e := &poolEntry{key: key, client: client, owned: owned, files: files}
 
 	p.mu.Lock()
@@ -146,7 +183,71 @@ func (p *Pool) Acquire(ctx context.Context, key PoolKey, dial func(context.Conte
 	f := p.hold(e)
 	p.mu.Unlock()
 	go p.watch(e)
+	// A new SFTP session: sweep the login's home of orphaned temporary files.
+	p.sweep(key.Server, files, files.Home())
 	return f, p.releaser(e), nil
+}
+
+// sweep removes orphaned temporary uploads from dir in the background, at
+// most once per server and folder per cfg.SweepEvery.
+func (p *Pool) sweep(server string, f *Files, dir string) {
+	if p.cfg.SweepEvery < 0 {
+		return
+	}
+	now := time.Now()
+	mark := sweepMark{server, dir}
+	p.sweepMu.Lock()
+	if last, ok := p.swept[mark]; ok && now.Sub(last) < p.cfg.SweepEvery {
+		p.sweepMu.Unlock()
+		return
+	}
+	if len(p.swept) >= maxSweepMarks {
+		for m, at := range p.swept {
+			if now.Sub(at) >= p.cfg.SweepEvery {
+				delete(p.swept, m)
+			}
+		}
+	}
+	if len(p.swept) >= maxSweepMarks {
+		p.sweepMu.Unlock()
+		return
+	}
+	p.swept[mark] = now
+	p.sweepMu.Unlock()
+	p.sweeps.Add(1)
+	go func() {
+		defer p.sweeps.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		removed, err := f.SweepOrphans(ctx, dir, p.cfg.OrphanAge, now)
+		for _, path := range removed {
+			p.log.Info("removed an orphaned temporary upload", "server", server, "path", path)
+		}
+		if err != nil {
+			p.log.Debug("orphan sweep", "server", server, "dir", dir, "err", err)
+		}
+	}()
+}
+
+// makeRoom keeps the pool within cfg.MaxConns: when full it takes out an
+// idle connection (the caller closes it), or fails when every one is in use.
+// p.mu is held.
+func (p *Pool) makeRoom() (*poolEntry, error) {
+	if len(p.entries) < p.cfg.MaxConns {
+		return nil, nil
+	}
+	for k, e := range p.entries {
+		if e.refs == 0 {
+			delete(p.entries, k)
+			e.dead = true
+			if e.timer != nil {
+				e.timer.Stop()
+				e.timer = nil
+			}
+			return e, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: %d file connections in use", ErrTooManySessions, p.cfg.MaxConns)
 }
 
 // hold takes a reference; p.mu is held.
@@ -218,6 +319,36 @@ func (e *poolEntry) close() {
 	})
 }
 
+// Discard takes the connection whose Files is f out of the pool: the next
+// Acquire dials again, and f's SFTP sessions (and the connection, when the
+// pool dialed it) close once the last holder releases it. Used after a
+// transfer was cut mid-stream, whose requests may still be outstanding.
+func (p *Pool) Discard(f *Files) {
+	p.mu.Lock()
+	var victim *poolEntry
+	for k, e := range p.entries {
+		if e.files == f {
+			victim = e
+			delete(p.entries, k)
+			break
+		}
+	}
+	if victim == nil {
+		p.mu.Unlock()
+		return
+	}
+	victim.dead = true
+	if victim.timer != nil {
+		victim.timer.Stop()
+		victim.timer = nil
+	}
+	idle := victim.refs == 0
+	p.mu.Unlock()
+	if idle {
+		victim.close()
+	}
+}
+
 // Len is the number of pooled connections (for tests and the admin page).
 func (p *Pool) Len() int {
 	p.mu.Lock()
@@ -242,4 +373,5 @@ func (p *Pool) Close() {
 	for _, e := range entries {
 		e.close()
 	}
+	p.sweeps.Wait() // their SFTP sessions are closed: they end at once
 }

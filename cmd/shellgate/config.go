@@ -38,6 +38,16 @@ type config struct {
 	// AllowAnyHost lets shellgate listen beyond loopback without a public URL, which
 	// turns off the Host and Origin checks that a public URL anchors.
 	AllowAnyHost bool
+	// DrainTimeout is how long a graceful shutdown lets transfers finish.
+	DrainTimeout time.Duration
+	// StallTimeout ends a transfer that stops moving for this long.
+	StallTimeout time.Duration
+	// DatabaseMaxConns caps the database pool; 0 is the engine's default.
+	DatabaseMaxConns int
+	// MaxConnections caps open HTTP connections (terminal sockets included).
+	MaxConnections int
+	// MaxTerminals caps live terminal sessions in the process, all users.
+	MaxTerminals int
 	// Metrics: a separate listener (with pprof if asked), and/or a token file that
 	// opens /metrics on the main port (see ops.go).
 	MetricsListen    string
@@ -72,6 +82,11 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	recDir := fs.String("recordings-dir", env("RECORDINGS_DIR", ""), "directory for terminal recordings; default DATA_DIR/recordings; replicas share one volume (SHELLGATE_RECORDINGS_DIR)")
 	idle := fs.String("session-idle-timeout", env("SESSION_IDLE_TIMEOUT", "2h"), "end a dashboard sign-in after this long without a request; an open terminal counts as activity (SHELLGATE_SESSION_IDLE_TIMEOUT)")
 	anyHost := fs.Bool("allow-any-host", env("ALLOW_ANY_HOST", "") == "true", "listen beyond loopback without --public-url, accepting any Host and Origin; unsafe, for people who know why (SHELLGATE_ALLOW_ANY_HOST=true)")
+	drain := fs.String("drain-timeout", env("DRAIN_TIMEOUT", "30s"), "on SIGTERM/SIGINT, how long transfers in flight may finish before they are cut; a second signal cuts at once (SHELLGATE_DRAIN_TIMEOUT)")
+	stall := fs.String("transfer-stall-timeout", env("TRANSFER_STALL_TIMEOUT", "60s"), "end an upload or download that moves less than 1 KiB for this long (SHELLGATE_TRANSFER_STALL_TIMEOUT)")
+	dbConns := fs.String("database-max-connections", env("DATABASE_MAX_CONNECTIONS", "0"), "database connection pool size; 0 for the engine's default (SQLite 4) (SHELLGATE_DATABASE_MAX_CONNECTIONS)")
+	maxConns := fs.String("max-connections", env("MAX_CONNECTIONS", "4096"), "open HTTP connections at most, terminal sockets included; more wait to be accepted (SHELLGATE_MAX_CONNECTIONS)")
+	maxTerminals := fs.String("max-terminals", env("MAX_TERMINALS", "1000"), "live terminal sessions in the process, all users (SHELLGATE_MAX_TERMINALS)")
 	metricsListen := fs.String("metrics-listen", env("METRICS_LISTEN", ""), "serve Prometheus metrics at /metrics on this separate address, e.g. 127.0.0.1:9090; no authentication, keep it private (SHELLGATE_METRICS_LISTEN)")
 	metricsToken := fs.String("metrics-token-file", env("METRICS_TOKEN_FILE", ""), "serve /metrics on the main port too, to requests with Authorization: Bearer <the file's content> (SHELLGATE_METRICS_TOKEN_FILE)")
 	pprofOn := fs.Bool("pprof", env("PPROF", "") == "true", "also serve net/http/pprof under /debug/pprof/ on the metrics listener (SHELLGATE_PPROF=true)")
@@ -117,6 +132,21 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	}
 	cfg.SessionIdleTimeout = d
 	cfg.AllowAnyHost = *anyHost
+	if cfg.DrainTimeout, err = time.ParseDuration(*drain); err != nil || cfg.DrainTimeout < 0 {
+		return nil, fmt.Errorf("drain timeout %q: want a duration like 30s", *drain)
+	}
+	if cfg.StallTimeout, err = time.ParseDuration(*stall); err != nil || cfg.StallTimeout < time.Second {
+		return nil, fmt.Errorf("transfer stall timeout %q: want a duration of at least 1s, like 60s", *stall)
+	}
+	if cfg.MaxConnections, err = strconv.Atoi(*maxConns); err != nil || cfg.MaxConnections < 16 || cfg.MaxConnections > 1_000_000 {
+		return nil, fmt.Errorf("max connections %q: want a number from 16 to 1000000", *maxConns)
+	}
+	if cfg.MaxTerminals, err = strconv.Atoi(*maxTerminals); err != nil || cfg.MaxTerminals < 1 || cfg.MaxTerminals > 1_000_000 {
+		return nil, fmt.Errorf("max terminals %q: want a number from 1 to 1000000", *maxTerminals)
+	}
+	if cfg.DatabaseMaxConns, err = strconv.Atoi(*dbConns); err != nil || cfg.DatabaseMaxConns < 0 || cfg.DatabaseMaxConns > 1000 {
+		return nil, fmt.Errorf("database max connections %q: want a number from 0 to 1000", *dbConns)
+	}
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		return nil, errors.New("--tls-cert and --tls-key go together")
 	}

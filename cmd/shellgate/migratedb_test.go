@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,8 +12,6 @@ import (
 	"github.com/shellgate/shellgate/internal/testpg"
 	"github.com/shellgate/shellgate/store"
 )
-
-func TestMain(m *testing.M) { os.Exit(testpg.Run(m.Run)) }
 
 // TestMigrateDB moves an install from SQLite to PostgreSQL with the command an operator
 // runs: accounts still sign in, and a private key sealed under the install's master

@@ -10,9 +10,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -54,7 +56,7 @@ func openState(ctx context.Context, cfg *config) (*secrets.Keyring, *store.SQLit
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("create data dir: %w", err)
 	}
-	st, err := store.Open(ctx, url)
+	st, err := store.Open(ctx, url, store.Pool{MaxOpen: cfg.DatabaseMaxConns})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -144,6 +146,7 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
+	ln = newLimitListener(ln, cfg.MaxConnections)
 	addr := ln.Addr().String()
 	scheme := "http"
 	if cfg.TLSCert != "" {
@@ -201,7 +204,7 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		}
 		defer dm.Close()
 	}
-	terms := terminal.NewManager(terminal.Config{Dialer: dialer, Logger: logger, MaxPerUser: cfg.MaxTerminalsPerUser,
+	terms := terminal.NewManager(terminal.Config{Dialer: dialer, Logger: logger, MaxPerUser: cfg.MaxTerminalsPerUser, MaxTotal: cfg.MaxTerminals,
 		DialOptions: terminal.DialOptions{Observe: met.ObserveDial}})
 	met.WatchTerminals(terms.Sessions)
 	if dc, ok := any(st).(interface {
@@ -252,6 +255,7 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		Revoke:             rv,
 		RecordingsDir:      cfg.RecordingsDir,
 		RecordingRetention: cfg.RecordingRetention,
+		Transfers:          handlers.TransferConfig{StallTimeout: cfg.StallTimeout},
 		Ops: handlers.OpsConfig{
 			Metrics: met, MetricsToken: metricsToken, Started: started, Listen: baseURL,
 			MasterKeyID: keys.PrimaryID(), MasterKeyFile: filepath.Join(cfg.DataDir, secrets.FileName), Log: recent,
@@ -336,16 +340,48 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "shellgate is listening on %s\n", baseURL)
 	logger.Info("shellgate started", "listen", addr, "data_dir", cfg.DataDir)
 
+	// A second SIGTERM/SIGINT during the drain cuts at once. Registered now, so
+	// that the first signal (which ends ctx) is the one discarded below.
+	signals := make(chan os.Signal, 4)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(signals)
+
 	select {
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
 	}
+	// Graceful shutdown. 1. Drain: /readyz turns 503 and new requests are refused
+	// at once; uploads and downloads in flight get DrainTimeout to finish, then are
+	// cut, and each cut upload removes its temporary file before Drain returns.
+	logger.Info("draining", "drain_timeout", cfg.DrainTimeout)
+	// The signal that ended ctx reaches this channel too (within microseconds: the
+	// runtime delivers it to every channel in turn); it is not a second one. A ctx
+	// ended otherwise (tests, an embedding program) brings none.
+	select {
+	case <-signals:
+	case <-time.After(100 * time.Millisecond):
+	}
+	drainCtx, cancelDrain := context.WithTimeout(context.Background(), cfg.DrainTimeout)
+	defer cancelDrain()
+	go func() {
+		select {
+		case <-signals:
+			logger.Warn("second signal: cutting transfers now")
+			cancelDrain()
+		case <-drainCtx.Done():
+		}
+	}()
+	if n := hs.Drain(drainCtx); n > 0 {
+		logger.Warn("transfers cut at the end of the drain period", "count", n)
+	}
+	cancelDrain()
+	// 2. Terminals are told the server is restarting (close code 1001), their SSH
+	// sessions end and the file connection pool closes. http.Server.Shutdown does
+	// not wait for hijacked connections: the terminal manager closes them itself.
 	logger.Info("shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	// http.Server.Shutdown does not wait for hijacked connections: the terminal
-	// manager closes its sockets and SSH sessions itself (close code 1001).
 	sources.Close()
 	hub.Close() // agents reconnect, with jittered backoff, when shellgate is back
 	if err := terms.Shutdown(shutdownCtx); err != nil {

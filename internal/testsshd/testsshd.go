@@ -562,3 +562,16 @@ func field(status, name string) string {
 	}
 	return ""
 }
+
+// Connections counts the per-connection processes of the running sshd: the
+// SSH connections it serves (SFTP runs inside them, internal-sftp), so a test
+// can see that a client let go of its connections and sessions.
+func (s *SSHD) Connections() int {
+	s.mu.Lock()
+	cmd := s.cmd
+	s.mu.Unlock()
+	if cmd == nil || cmd.Process == nil {
+		return 0
+	}
+	return len(childPIDs(cmd.Process.Pid))
+}
