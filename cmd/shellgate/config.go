@@ -84,7 +84,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	anyHost := fs.Bool("allow-any-host", env("ALLOW_ANY_HOST", "") == "true", "listen beyond loopback without --public-url, accepting any Host and Origin; unsafe, for people who know why (SHELLGATE_ALLOW_ANY_HOST=true)")
 	drain := fs.String("drain-timeout", env("DRAIN_TIMEOUT", "30s"), "on SIGTERM/SIGINT, how long transfers in flight may finish before they are cut; a second signal cuts at once (SHELLGATE_DRAIN_TIMEOUT)")
 	stall := fs.String("transfer-stall-timeout", env("TRANSFER_STALL_TIMEOUT", "60s"), "end an upload or download that moves less than 1 KiB for this long (SHELLGATE_TRANSFER_STALL_TIMEOUT)")
-	dbConns := fs.String("database-max-connections", env("DATABASE_MAX_CONNECTIONS", "0"), "database connection pool size; 0 for the engine's default (SQLite 4) (SHELLGATE_DATABASE_MAX_CONNECTIONS)")
+	dbConns := fs.String("database-max-connections", env("DATABASE_MAX_CONNECTIONS", "0"), "database connection pool size; 0 for the engine's default (SQLite 4, PostgreSQL 16) (SHELLGATE_DATABASE_MAX_CONNECTIONS)")
 	maxConns := fs.String("max-connections", env("MAX_CONNECTIONS", "4096"), "open HTTP connections at most, terminal sockets included; more wait to be accepted (SHELLGATE_MAX_CONNECTIONS)")
 	maxTerminals := fs.String("max-terminals", env("MAX_TERMINALS", "1000"), "live terminal sessions in the process, all users (SHELLGATE_MAX_TERMINALS)")
 	metricsListen := fs.String("metrics-listen", env("METRICS_LISTEN", ""), "serve Prometheus metrics at /metrics on this separate address, e.g. 127.0.0.1:9090; no authentication, keep it private (SHELLGATE_METRICS_LISTEN)")
