@@ -133,6 +133,9 @@ func (s *Service) Watch(ctx context.Context, interval time.Duration) {
 		s.mu.Lock()
 		s.seen = max(s.seen, seq)
 		s.mu.Unlock()
+		// Grants taken before this first read may have missed a change made by another
+		// process in between: one hint makes every live grant re-check against the store.
+		s.bus.Publish([]string{All})
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
