@@ -55,16 +55,38 @@ export async function signIn(page: Page, sg: Shellgate, user = "admin", password
   await expect(page.getByTestId("user-name")).toHaveText(user);
 }
 
-// The test object gives each test file one shellgate (worker scope, one worker).
-export const test = base.extend<{}, { sg: Shellgate }>({
-  sg: [
+// One shellgate per test file: the worker (there is one) outlives files, so a fixture
+// of worker scope alone would carry one file's accounts and keys into the next. The
+// worker-scoped holder starts a fresh instance when the file changes and stops the
+// last one when the worker ends.
+class PerFile {
+  private file = "";
+  private sg: Shellgate | undefined;
+  async forFile(file: string): Promise<Shellgate> {
+    if (this.sg && this.file === file) return this.sg;
+    await this.stop();
+    this.sg = await startShellgate();
+    this.file = file;
+    return this.sg;
+  }
+  async stop(): Promise<void> {
+    if (this.sg) await stopShellgate(this.sg);
+    this.sg = undefined;
+  }
+}
+
+export const test = base.extend<{ sg: Shellgate }, { perFile: PerFile }>({
+  perFile: [
     async ({}, use) => {
-      const sg = await startShellgate();
-      await use(sg);
-      await stopShellgate(sg);
+      const holder = new PerFile();
+      await use(holder);
+      await holder.stop();
     },
     { scope: "worker" },
   ],
+  sg: async ({ perFile }, use, testInfo) => {
+    await use(await perFile.forFile(testInfo.file));
+  },
 });
 
 export { expect };
